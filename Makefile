@@ -1,0 +1,68 @@
+# pimq — the commands people type. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+BIN       := $(VENV)/bin
+PY        := $(BIN)/python
+ANSIBLE_PLAYBOOK := $(BIN)/ansible-playbook
+WORKERS   ?= 3
+INVENTORY ?=
+LOCAL     := inventory/local
+PYTEST    := $(BIN)/pytest
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help setup lint unit integration classroom provision demo deploy status \
+        test test-harness test-classroom molecule bench clean
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: ## prepare this machine: Docker engine, debootstrap, RabbitMQ, .venv (idempotent)
+	@tests/harness/setup-host.sh
+
+lint: setup ## ansible-lint (production), yamllint, ruff
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production playbooks roles
+	$(BIN)/ruff check worker tests bench
+	$(BIN)/ruff format --check worker tests bench
+
+unit: setup ## pure-logic tests (seconds)
+	$(PYTEST) tests/unit
+
+integration: setup ## the runtime against a real RabbitMQ, with the newest pika and Debian's pika 1.2
+	$(PYTEST) tests/integration
+	.venv-deb/bin/python -m pytest tests/integration
+
+classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running
+	@$(PY) tests/harness/classroom.py up --workers $(WORKERS)
+
+provision: classroom ## run playbooks/site.yml on the simulated classroom
+	$(ANSIBLE_PLAYBOOK) -i $(LOCAL) playbooks/site.yml
+
+demo: provision ## the simulated classroom, provisioned, and a real job run as a student
+	@tests/harness/demo.sh
+
+deploy: setup ## provision a real classroom: make deploy INVENTORY=inventory/<room>
+	@test -n "$(INVENTORY)" || { echo "usage: make deploy INVENTORY=inventory/<room> (copy inventory/example to start)"; exit 2; }
+	@test -f "$(INVENTORY)/hosts.yml" || { echo "no $(INVENTORY)/hosts.yml: copy inventory/example to $(INVENTORY) and describe your room"; exit 2; }
+	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/site.yml
+
+status: setup ## broker, workers and queue depths of a room (default: the simulated one)
+	$(ANSIBLE_PLAYBOOK) -i $(or $(INVENTORY),$(LOCAL)) playbooks/status.yml
+
+test-harness: classroom ## the simulated classroom itself works
+	$(PYTEST) tests/harness
+
+test-classroom: classroom ## provisioning and end-to-end tests on the simulated classroom
+	$(PYTEST) tests/classroom
+
+molecule: setup ## converge site.yml on fresh nodes, idempotence, verify (Molecule)
+	cd tests && $(BIN)/molecule test
+
+test: lint unit integration test-harness test-classroom molecule ## everything CI checks
+
+clean: ## remove the simulated classroom: containers, network, inventory, keys
+	@if docker info >/dev/null 2>&1; then $(or $(wildcard $(PY)),python3) tests/harness/classroom.py down; fi
+	rm -rf .pytest_cache build

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make demo: on the provisioned simulated classroom, a student logs in to the
+# head node over SSH and runs the classic word count on a 45 MB corpus (40
+# copies of tinyshakespeare); the answer is checked against grep.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+say() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
+key=.classroom/${PIMQ_CLASSROOM:-pimq}/id_ed25519
+head=$(awk '/^    head:/{h=1} h && /ansible_host:/{print $2; exit}' inventory/local/hosts.yml)
+ssh_student() { ssh -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$@"; }
+data=${PIMQ_DEMO_DATA:-../shared/data/tinyshakespeare.txt}
+[ -f "$data" ] || { echo "no $data: set PIMQ_DEMO_DATA to a text file" >&2; exit 2; }
+
+say "alice logs in to the head node ($head) and makes the 45 MB corpus"
+for _ in $(seq 40); do cat "$data"; done | ssh_student "alice@$head" 'cat > corpus.txt && ls -l corpus.txt'
+expected=$(for _ in $(seq 40); do cat "$data"; done | LC_ALL=C.UTF-8 grep -ow more | wc -l)
+say "alice runs: pimq run wordcount --word more corpus.txt   (grep -ow says: $expected)"
+ssh_student -t "alice@$head" 'pimq run wordcount --word more corpus.txt'
