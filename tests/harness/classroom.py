@@ -102,23 +102,44 @@ def existing(room: Room) -> dict[str, dict]:
 def check_name_clash(room: Room, nodes: list[str]) -> None:
     for node in nodes:
         name = room.container(node)
-        out = docker("ps", "-a", "--filter", f"name=^{name}$", "--format", '={{.Label "' + LABEL + '"}}')
+        out = docker(
+            "ps", "-a", "--filter", f"name=^{name}$", "--format", '={{.Label "' + LABEL + '"}}'
+        )
         if out and out != f"={room.prefix}":
             raise ClassroomError(
                 f"a container named {name} exists and is not part of this classroom: "
                 f"remove it (docker rm -f {name}) or choose another prefix (PIMQ_CLASSROOM=...)"
             )
-    nets = docker("network", "ls", "--filter", f"name=^{room.network}$", "--format", '={{.Label "' + LABEL + '"}}')
+    nets = docker(
+        "network",
+        "ls",
+        "--filter",
+        f"name=^{room.network}$",
+        "--format",
+        '={{.Label "' + LABEL + '"}}',
+    )
     if nets and nets != f"={room.prefix}":
         raise ClassroomError(
-            f"a Docker network named {room.network} exists and is not ours: remove it or choose another prefix"
+            f"a Docker network named {room.network} exists and is not ours: "
+            "remove it or choose another prefix"
         )
 
 
 def ensure_key(room: Room) -> str:
     room.state.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not room.key.exists():
-        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"pimq-harness-{room.prefix}", "-f", str(room.key))
+        run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            f"pimq-harness-{room.prefix}",
+            "-f",
+            str(room.key),
+        )
     return room.key.with_suffix(".pub").read_text().strip()
 
 
@@ -155,20 +176,31 @@ def wait_booted(room: Room, node: str, timeout: float = 90) -> None:
             break
         time.sleep(1)
     if state != "running":
-        failed = docker("exec", name, "systemctl", "--failed", "--no-legend", "--plain", check=False)
-        raise ClassroomError(f"{name} did not boot cleanly (systemd: {state or 'no answer'}); failed units: {failed}")
+        failed = docker(
+            "exec", name, "systemctl", "--failed", "--no-legend", "--plain", check=False
+        )
+        raise ClassroomError(
+            f"{name} did not boot cleanly (systemd: {state or 'no answer'}); failed units: {failed}"
+        )
 
 
 def authorize(room: Room, node: str, pubkey: str) -> None:
     docker(
         "exec", "-i", room.container(node), "sh", "-c",
-        "umask 077; cat > /home/pi/.ssh/authorized_keys && chown pi:pi /home/pi/.ssh/authorized_keys",
+        "umask 077; cat > ~pi/.ssh/authorized_keys && chown pi:pi ~pi/.ssh/authorized_keys",
         input=pubkey + "\n",
     )  # fmt: skip
 
 
 # How the harness (and Ansible) talk SSH to nodes that are born anew often.
-SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5"
+SSH_OPTIONS = " ".join(
+    [
+        "-o StrictHostKeyChecking=no",
+        "-o UserKnownHostsFile=/dev/null",
+        "-o LogLevel=ERROR",
+        "-o ConnectTimeout=5",
+    ]
+)
 
 
 def ssh_args(room: Room) -> list[str]:
@@ -178,7 +210,9 @@ def ssh_args(room: Room) -> list[str]:
 def wait_ssh(room: Room, ip: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ok = subprocess.run(["ssh", *ssh_args(room), f"pi@{ip}", "true"], capture_output=True, check=False)
+        ok = subprocess.run(
+            ["ssh", *ssh_args(room), f"pi@{ip}", "true"], capture_output=True, check=False
+        )
         if ok.returncode == 0:
             return
         time.sleep(1)
@@ -186,12 +220,13 @@ def wait_ssh(room: Room, ip: str, timeout: float = 60) -> None:
 
 
 def address(room: Room, node: str) -> str:
-    fmt = "{{(index .NetworkSettings.Networks \"" + room.network + "\").IPAddress}}"
+    fmt = '{{(index .NetworkSettings.Networks "' + room.network + '").IPAddress}}'
     return docker("inspect", "-f", fmt, room.container(node))
 
 
 def write_inventory(room: Room, ips: dict[str, str], pubkey: str) -> None:
     """inventory/local: the simulated room, reached over SSH as real Pis are."""
+
     def host_block(nodes: list[str]) -> str:
         return "".join(f"        {n}:\n          ansible_host: {ips[n]}\n" for n in nodes)
 
@@ -209,7 +244,7 @@ def write_inventory(room: Room, ips: dict[str, str], pubkey: str) -> None:
         "    workers:\n      hosts:\n" + host_block(workers)
     )  # fmt: skip
     roster = "".join(
-        f"  - name: {name}\n    full_name: {full}\n    ssh_key: \"{pubkey}\"\n    state: present\n"
+        f'  - name: {name}\n    full_name: {full}\n    ssh_key: "{pubkey}"\n    state: present\n'
         for name, full in ROSTER
     )
     group_vars = (
@@ -226,7 +261,9 @@ def up(room: Room, workers: int) -> None:
     ensure_engine()
     nodes = node_names(workers)
     check_name_clash(room, nodes)
-    built = subprocess.run([str(REPO / "tests/harness/image.sh")], stdout=subprocess.PIPE, text=True, check=False)
+    built = subprocess.run(
+        [str(REPO / "tests/harness/image.sh")], stdout=subprocess.PIPE, text=True, check=False
+    )
     if built.returncode != 0:
         raise ClassroomError("the node image could not be built (see above)")
     image = built.stdout.split()[-1]
@@ -237,7 +274,10 @@ def up(room: Room, workers: int) -> None:
     have = existing(room)
     for node, info in have.items():
         if node not in nodes or info["Image"] != image_id:
-            say(f"removing {room.container(node)} ({'not wanted' if node not in nodes else 'image changed'})")
+            say(
+                f"removing {room.container(node)} "
+                f"({'not wanted' if node not in nodes else 'image changed'})"
+            )
             docker("rm", "-f", room.container(node))
     have = existing(room)
     for node in nodes:
@@ -280,26 +320,42 @@ def status(room: Room) -> None:
     ensure_engine()
     for node, info in sorted(existing(room).items()):
         state = "running" if info["State"]["Running"] else info["State"]["Status"]
-        print(f"{node:8} {room.container(node):16} {state:10} {address(room, node) if state == 'running' else ''}")
+        ip = address(room, node) if state == "running" else ""
+        print(f"{node:8} {room.container(node):16} {state:10} {ip}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("action", choices=["up", "down", "status"])
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "3")),
-                   help="worker Pis besides the head (default: $WORKERS or 3)")
-    p.add_argument("--prefix", default=os.environ.get("PIMQ_CLASSROOM", "pimq"),
-                   help="name prefix of containers and network (default: $PIMQ_CLASSROOM or pimq)")
-    p.add_argument("--inventory", type=Path, default=REPO / "inventory" / "local",
-                   help="where the generated inventory goes (default: inventory/local)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKERS", "3")),
+        help="worker Pis besides the head (default: $WORKERS or 3)",
+    )
+    p.add_argument(
+        "--prefix",
+        default=os.environ.get("PIMQ_CLASSROOM", "pimq"),
+        help="name prefix of containers and network (default: $PIMQ_CLASSROOM or pimq)",
+    )
+    p.add_argument(
+        "--inventory",
+        type=Path,
+        default=REPO / "inventory" / "local",
+        help="where the generated inventory goes (default: inventory/local)",
+    )
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
     room = Room(args.prefix, args.inventory.resolve())
     try:
-        {"up": lambda: up(room, args.workers), "down": lambda: down(room), "status": lambda: status(room)}[
-            args.action
-        ]()
+        {
+            "up": lambda: up(room, args.workers),
+            "down": lambda: down(room),
+            "status": lambda: status(room),
+        }[args.action]()
     except ClassroomError as e:
         print(f"\033[1;31m[classroom] error:\033[0m {e}", file=sys.stderr)
         return 1

@@ -29,8 +29,8 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def labelled(prefix: str, kind: str) -> list[str]:
-    return sh("docker", kind, "ls" if kind == "network" else "ps", "-q", *(["-a"] if kind == "container" else []),
-              "--filter", f"label=pimq.classroom={prefix}").stdout.split()  # fmt: skip
+    listing = ["network", "ls"] if kind == "network" else ["ps", "-a"]
+    return sh("docker", *listing, "-q", "--filter", f"label=pimq.classroom={prefix}").stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,11 @@ def inventory() -> dict[str, str]:
 
 def ansible(pattern: str, *args: str) -> dict[str, dict]:
     """Run an ad-hoc module through the inventory; per-host results."""
-    env = {**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
+    env = {
+        **os.environ,
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+    }
     proc = subprocess.run(
         [str(REPO / ".venv/bin/ansible"), pattern, "-i", str(REPO / "inventory/local"), *args],
         capture_output=True, text=True, env=env, check=False,
@@ -67,7 +71,9 @@ def test_every_node_answers_ansible_over_ssh_as_pi_with_become(inventory: dict[s
     for host, r in results.items():
         assert r["rc"] == 0 and r["stdout"] == "root", (host, r)
     # and it really is SSH, as the pi user, not docker exec
-    results = ansible("all", "-m", "ansible.builtin.command", "-a", "sh -c 'id -un; echo $SSH_CONNECTION'")
+    results = ansible(
+        "all", "-m", "ansible.builtin.command", "-a", "sh -c 'id -un; echo $SSH_CONNECTION'"
+    )
     for host, r in results.items():
         user, connection = r["stdout_lines"]
         assert user == "pi" and connection.split()[2] == inventory[host], (host, r)
@@ -77,7 +83,9 @@ def test_systemd_is_pid1_and_healthy_everywhere(inventory: dict[str, str]) -> No
     for node in inventory:
         name = f"pimq-{node}"
         assert sh("docker", "exec", name, "cat", "/proc/1/comm").stdout.strip() == "systemd"
-        state = sh("docker", "exec", name, "systemctl", "is-system-running", check=False).stdout.strip()
+        state = sh(
+            "docker", "exec", name, "systemctl", "is-system-running", check=False
+        ).stdout.strip()
         assert state == "running", (node, state)
 
 
@@ -89,7 +97,9 @@ def test_every_node_resolves_every_other_by_name(inventory: dict[str, str]) -> N
 
 
 def test_second_up_reuses_the_running_nodes(inventory: dict[str, str]) -> None:
-    before = {n: json.loads(sh("docker", "inspect", f"pimq-{n}").stdout)[0]["Id"] for n in inventory}
+    before = {
+        n: json.loads(sh("docker", "inspect", f"pimq-{n}").stdout)[0]["Id"] for n in inventory
+    }
     sh(*CLASSROOM, "up")
     after = {n: json.loads(sh("docker", "inspect", f"pimq-{n}").stdout)[0]["Id"] for n in inventory}
     assert before == after
@@ -112,11 +122,24 @@ def test_a_foreign_container_with_our_name_is_refused_not_removed(tmp_path: Path
     prefix = "pimqclash"
     sh("docker", "create", "--name", f"{prefix}-head", "pimq/pi-node:latest")
     try:
-        proc = sh(*CLASSROOM, "up", "--prefix", prefix, "--inventory", str(tmp_path / "inv"), check=False)
+        proc = sh(
+            *CLASSROOM, "up", "--prefix", prefix, "--inventory", str(tmp_path / "inv"), check=False
+        )
         assert proc.returncode != 0
-        assert f"a container named {prefix}-head exists and is not part of this classroom" in proc.stderr
+        assert (
+            f"a container named {prefix}-head exists and is not part of this classroom"
+            in proc.stderr
+        )
         assert sh("docker", "inspect", f"{prefix}-head", check=False).returncode == 0
         assert not (tmp_path / "inv").exists()
     finally:
         sh("docker", "rm", "-f", f"{prefix}-head", check=False)
-        sh(*CLASSROOM, "down", "--prefix", prefix, "--inventory", str(tmp_path / "inv"), check=False)
+        sh(
+            *CLASSROOM,
+            "down",
+            "--prefix",
+            prefix,
+            "--inventory",
+            str(tmp_path / "inv"),
+            check=False,
+        )
