@@ -58,7 +58,8 @@ test-harness: classroom ## the simulated classroom itself works
 test-classroom: classroom ## provisioning and end-to-end tests on the simulated classroom
 	$(PYTEST) tests/classroom
 
-molecule: setup ## converge site.yml on fresh nodes, idempotence, verify (Molecule)
+molecule: setup ## converge site.yml on a fresh one-Pi room, idempotence, verify (Molecule)
+	@tests/harness/image.sh >/dev/null
 	cd tests && $(BIN)/molecule test
 
 test: lint unit integration test-harness test-classroom molecule ## everything CI checks
