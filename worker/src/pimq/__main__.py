@@ -1,0 +1,3 @@
+from pimq.cli import main
+
+raise SystemExit(main())

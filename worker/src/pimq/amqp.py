@@ -1,0 +1,117 @@
+"""Connection parameters and human-readable connection errors (no secrets)."""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pika
+import pika.exceptions as px
+from pika.spec import Basic
+
+from pimq.config import StudentConfig
+from pimq.errors import BrokerError
+
+
+def parameters(
+    host: str,
+    port: int,
+    vhost: str,
+    user: str,
+    password: str,
+    heartbeat: int = 30,
+    name: str = "pimq",
+) -> pika.ConnectionParameters:
+    return pika.ConnectionParameters(
+        host=host,
+        port=port,
+        virtual_host=vhost,
+        credentials=pika.PlainCredentials(user, password, erase_on_connect=False),
+        heartbeat=heartbeat,
+        connection_attempts=1,
+        socket_timeout=10,
+        stack_timeout=15,
+        blocked_connection_timeout=300,
+        client_properties={"connection_name": f"{name} on {socket.gethostname()}"},
+    )
+
+
+def student_parameters(cfg: StudentConfig, name: str = "pimq") -> pika.ConnectionParameters:
+    return parameters(cfg.host, cfg.port, cfg.vhost, cfg.user, cfg.password, 30, name)
+
+
+def describe(exc: BaseException | None, host: str, port: int, vhost: str, user: str) -> str:
+    """One line saying why a connection failed or closed; never the password."""
+    where = f"{host}:{port}"
+    if isinstance(exc, px.ProbableAuthenticationError):
+        return f"broker at {where} refused user {user!r}: wrong user name or password"
+    if isinstance(exc, px.ProbableAccessDeniedError):
+        return f"user {user!r} has no access to vhost {vhost!r} on {where}"
+    if isinstance(exc, px.ConnectionClosedByBroker):
+        if exc.reply_code == 530:
+            return f"user {user!r} has no access to vhost {vhost!r} on {where}"
+        return f"broker at {where} closed the connection: {exc.reply_text}"
+    if isinstance(exc, px.AMQPConnectionError) and exc.args:
+        inner = exc.args[0]
+        if isinstance(inner, BaseException):
+            return describe(inner, host, port, vhost, user)
+    if isinstance(exc, (px.StreamLostError, px.IncompatibleProtocolError)):
+        return f"lost the connection to the broker at {where}"
+    if isinstance(exc, (OSError, px.AMQPConnectionError)):
+        detail = getattr(exc, "strerror", None) or type(exc).__name__
+        return f"cannot reach the broker at {where} ({detail})"
+    return f"connection to the broker at {where} failed: {exc or 'closed'}"
+
+
+def blocking_connect(cfg: StudentConfig, name: str = "pimq") -> pika.BlockingConnection:
+    try:
+        return pika.BlockingConnection(student_parameters(cfg, name))
+    except (px.AMQPError, OSError) as exc:
+        raise BrokerError(describe(exc, cfg.host, cfg.port, cfg.vhost, cfg.user)) from None
+
+
+class Confirms:
+    """Publisher-confirm bookkeeping for one asynchronous channel.
+
+    Call :meth:`published` after every ``basic_publish`` (with a callback or
+    None) and feed every ``Basic.Ack``/``Basic.Nack`` frame to :meth:`on_frame`;
+    each callback gets True (confirmed) or False (refused) exactly once.
+    """
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.waiting: dict[int, Callable[[bool], None]] = {}
+        self.order: deque[int] = deque()
+
+    def reset(self) -> None:
+        self.seq = 0
+        self.waiting.clear()
+        self.order.clear()
+
+    def published(self, callback: Callable[[bool], None] | None) -> None:
+        self.seq += 1
+        if callback is not None:
+            self.waiting[self.seq] = callback
+            self.order.append(self.seq)
+
+    def __len__(self) -> int:
+        return len(self.waiting)
+
+    def on_frame(self, frame: Any) -> None:
+        method = frame.method
+        ok = isinstance(method, Basic.Ack)
+        tag = method.delivery_tag
+        order, waiting = self.order, self.waiting
+        if method.multiple:
+            while order and order[0] <= tag:
+                callback = waiting.pop(order.popleft(), None)
+                if callback is not None:
+                    callback(ok)
+        else:
+            callback = waiting.pop(tag, None)
+            if callback is not None:
+                callback(ok)
+            while order and order[0] not in waiting:
+                order.popleft()

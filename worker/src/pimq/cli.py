@@ -1,0 +1,206 @@
+"""The ``pimq`` command: a thin argparse layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pimq import __version__, jobs
+from pimq.config import (
+    WORKER_CONFIG,
+    StudentConfig,
+    load_student_config,
+    load_worker_config,
+    student_config_path,
+)
+from pimq.errors import PimqError
+
+EPILOG = """exit codes: 0 success, 1 job failed, 2 usage/input/config error,
+3 broker unreachable or credentials refused, 4 --timeout elapsed, 130 interrupted"""
+
+
+def _student(args: argparse.Namespace) -> StudentConfig:
+    return load_student_config(student_config_path(args.config), args.host)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pimq.worker import Worker
+
+    cfg = load_worker_config(args.config)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    return Worker(cfg, drain_timeout=args.drain_timeout, log_shards=not args.quiet).run()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pimq.runjob import cmd_run as run
+
+    if args.kind in (None, "-h", "--help"):
+        print("usage: pimq run KIND [options]   (pimq run KIND --help for its options)\n")
+        print("job kinds:")
+        for kind in jobs.available():
+            try:
+                help_text = getattr(jobs.load(kind), "HELP", "")
+            except Exception:
+                help_text = "(cannot be loaded)"
+            print(f"  {kind:<12} {help_text}")
+        return 0 if args.kind else 2
+    return run(args.kind, args.rest)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pimq.status import status
+
+    return status(_student(args), args.json)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from pimq.labverbs import send
+
+    return send(_student(args), args.queue, args.message)
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from pimq.labverbs import receive
+
+    return receive(_student(args), args.queue, args.count, args.timeout)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pimq.labverbs import publish
+
+    return publish(_student(args), args.exchange, args.message)
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from pimq.labverbs import subscribe
+
+    return subscribe(_student(args), args.exchange, args.count, args.timeout)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from pimq.labverbs import queue_admin
+
+    return queue_admin(_student(args), args.action, args.names)
+
+
+def cmd_lab_worker(args: argparse.Namespace) -> int:
+    from pimq.labverbs import lab_worker
+
+    return lab_worker(
+        _student(args),
+        args.queue,
+        args.lose_every,
+        args.acknowledge,
+        args.delay_per_char,
+        args.prefetch,
+        args.count,
+        args.timeout,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pimq", description="Sharded jobs on the classroom's RabbitMQ.", epilog=EPILOG
+    )
+    parser.add_argument("--version", action="version", version=f"pimq {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    student = argparse.ArgumentParser(add_help=False)
+    student.add_argument(
+        "--config", help="config file (default $PIMQ_CONFIG or ~/.config/pimq/config.yaml)"
+    )
+    student.add_argument("--host", help="broker host, e.g. a buddy's Pi (overrides the config)")
+    limits = argparse.ArgumentParser(add_help=False)
+    limits.add_argument("--count", type=int, help="stop after this many messages")
+    limits.add_argument("--timeout", type=float, help="stop after this many idle seconds")
+
+    p = sub.add_parser("worker", help="run the worker service (pimq-worker.service)")
+    p.add_argument("--config", default=WORKER_CONFIG, help=f"worker config ({WORKER_CONFIG})")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, seconds to let running shards finish (30)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no log line per shard")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "run", help="run a sharded job (pimq run KIND --help)", add_help=False, epilog=EPILOG
+    )
+    p.add_argument("kind", nargs="?", metavar="KIND")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", parents=[student], help="queues and workers of your vhost")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("send", parents=[student], help="send MESSAGE to QUEUE")
+    p.add_argument("queue")
+    p.add_argument("message")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("receive", parents=[student, limits], help="print messages of QUEUE")
+    p.add_argument("queue")
+    p.set_defaults(func=cmd_receive)
+
+    p = sub.add_parser("publish", parents=[student], help="publish MESSAGE to a fanout EXCHANGE")
+    p.add_argument("exchange")
+    p.add_argument("message")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser(
+        "subscribe", parents=[student, limits], help="print what is published to EXCHANGE"
+    )
+    p.add_argument("exchange")
+    p.set_defaults(func=cmd_subscribe)
+
+    p = sub.add_parser("queue", parents=[student], help="purge, delete or list queues")
+    p.add_argument("action", choices=["purge", "delete", "list"])
+    p.add_argument("names", nargs="*", metavar="QUEUE")
+    p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser(
+        "lab-worker",
+        parents=[student, limits],
+        help="the lab's lossy worker (acks and fair dispatch)",
+    )
+    p.add_argument("queue")
+    p.add_argument(
+        "--lose-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="crash while working on every Nth message",
+    )
+    p.add_argument("--acknowledge", action="store_true", help="ack after the work (else auto-ack)")
+    p.add_argument(
+        "--delay-per-char",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds of work per character",
+    )
+    p.add_argument(
+        "--prefetch", type=int, default=0, metavar="N", help="basic.qos prefetch (0 = unlimited)"
+    )
+    p.set_defaults(func=cmd_lab_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PimqError as exc:
+        print(f"pimq: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pimq: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,142 @@
+"""Reading and validating the worker's and the students' config files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pimq.errors import ConfigError
+
+WORKER_CONFIG = "/etc/pimq/worker.yaml"
+STUDENT_CONFIG = "~/.config/pimq/config.yaml"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    host: str
+    user: str
+    password: str = field(repr=False)
+    vhosts: tuple[str, ...]
+    port: int = 5672
+    processes: int = 0  # 0 = one per CPU core
+    heartbeat: int = 30
+    prefetch: int = 0  # per vhost; 0 = automatic (the number of processes)
+
+    def pool_size(self) -> int:
+        return self.processes or os.cpu_count() or 1
+
+    def prefetch_count(self) -> int:
+        return self.prefetch or max(2, self.pool_size())
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    vhost: str
+    user: str
+    password: str = field(repr=False)
+    host: str = "localhost"
+    port: int = 5672
+
+
+def _load_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of keys to values")
+    return data
+
+
+def _check_keys(path: Path, data: dict[str, Any], required: set[str], optional: set[str]) -> None:
+    unknown = sorted(str(k) for k in data if k not in required | optional)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s): {', '.join(unknown)}")
+    missing = sorted(required - set(data))
+    if missing:
+        raise ConfigError(f"config file {path}: missing key(s): {', '.join(missing)}")
+
+
+def _str(path: Path, data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "password":
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"config file {path}: {key} must be a non-empty string")
+    return value
+
+
+def _int(path: Path, data: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"config file {path}: {key} must be an integer from {low} to {high}")
+    return value
+
+
+def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerConfig:
+    p = Path(path)
+    data = _load_mapping(p)
+    _check_keys(
+        p,
+        data,
+        {"host", "user", "password", "vhosts"},
+        {"port", "processes", "heartbeat", "prefetch"},
+    )
+    vhosts = data["vhosts"]
+    if vhosts is None:
+        vhosts = []
+    if not isinstance(vhosts, list) or not all(isinstance(v, str) and v for v in vhosts):
+        raise ConfigError(f"config file {p}: vhosts must be a list of vhost names")
+    if len(set(vhosts)) != len(vhosts):
+        raise ConfigError(f"config file {p}: vhosts lists a vhost twice")
+    return WorkerConfig(
+        host=_str(p, data, "host"),
+        user=_str(p, data, "user"),
+        password=_str(p, data, "password"),
+        vhosts=tuple(vhosts),
+        port=_int(p, data, "port", 5672, 1, 65535),
+        processes=_int(p, data, "processes", 0, 0, 1024),
+        heartbeat=_int(p, data, "heartbeat", 30, 0, 3600),
+        prefetch=_int(p, data, "prefetch", 0, 0, 10000),
+    )
+
+
+def student_config_path(cli_path: str | None = None) -> Path:
+    chosen = cli_path or os.environ.get("PIMQ_CONFIG") or STUDENT_CONFIG
+    return Path(chosen).expanduser()
+
+
+def load_student_config(path: Path, host: str | None = None) -> StudentConfig:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"config file {path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
+            f"it holds your password: run chmod 600 {path}"
+        )
+    data = _load_mapping(path)
+    _check_keys(path, data, {"vhost", "user", "password"}, {"host", "port"})
+    return StudentConfig(
+        vhost=_str(path, data, "vhost"),
+        user=_str(path, data, "user"),
+        password=_str(path, data, "password"),
+        host=host or (_str(path, data, "host") if "host" in data else "localhost"),
+        port=_int(path, data, "port", 5672, 1, 65535),
+    )

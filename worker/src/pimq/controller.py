@@ -1,0 +1,319 @@
+"""The controller side of a job: publish shards, gather results, clean up.
+
+Runs on one pika ``SelectConnection``: shards are published pipelined with
+publisher confirms while results are consumed. If the connection is lost
+(broker restart), it reconnects and re-publishes every shard not yet
+confirmed; results sit in a durable per-job queue meanwhile. Exactly one
+result per shard index is kept (redeliveries produce duplicates).
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions as px
+from pika.adapters.select_connection import IOLoop
+
+from pimq import amqp, topology
+from pimq.config import StudentConfig
+from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError
+from pimq.progress import Progress
+from pimq.wire import BadMessage, Result, decode_result, encode_cancel, shard_properties
+
+RECONNECT_WINDOW = 120.0
+CONTROL_PROPS = pika.BasicProperties(delivery_mode=1, content_type="application/json")
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(8)
+
+
+def missing_list(missing: list[int], limit: int = 20) -> str:
+    shown = ", ".join(str(i) for i in missing[:limit])
+    return shown + (f", ... ({len(missing)} in all)" if len(missing) > limit else "")
+
+
+@dataclass
+class Outcome:
+    job: str
+    results: dict[int, Result]
+    wall: float
+    count: int
+    per_worker: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def compute(self) -> float:
+        return sum(r.seconds for r in self.results.values())
+
+    @property
+    def speedup(self) -> float:
+        return self.compute / self.wall if self.wall > 0 else 0.0
+
+
+class Controller:
+    """Run one job to completion; :meth:`run` returns an :class:`Outcome`."""
+
+    def __init__(
+        self,
+        cfg: StudentConfig,
+        kind: str,
+        params_json: str,
+        make_bodies: Callable[[int], list[bytes]],
+        timeout: float | None = None,
+        progress: bool = True,
+        job: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.kind = kind
+        self.params_json = params_json
+        self.make_bodies = make_bodies
+        self.timeout = timeout
+        self.job = job or new_job_id()
+        self.queue = topology.result_queue(self.job)
+        self.ioloop = IOLoop()
+        self.conn: Any = None
+        self.channel: Any = None
+        self.bodies: list[bytes] | None = None
+        self.results: dict[int, Result] = {}
+        self.confirmed: set[int] = set()
+        self.confirms = amqp.Confirms()
+        self.error: PimqError | None = None
+        self.finishing = False
+        self.connected_once = False
+        self.lost_since: float | None = None
+        self.backoff = 0.5
+        self.interrupts = 0
+        self.start = 0.0
+        self.want_progress = progress
+        self.progress: Progress | None = None
+
+    # -- public ------------------------------------------------------------
+    def run(self) -> Outcome:
+        self.start = time.monotonic()
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self._connect()
+            self.ioloop.call_later(0.1, self._tick)
+            if self.timeout:
+                self.ioloop.call_later(self.timeout, self._on_timeout)
+            self.ioloop.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if self.progress:
+                self.progress.clear()
+            try:
+                self.ioloop.close()
+            except Exception:
+                pass
+        if self.error is not None:
+            raise self.error
+        wall = time.monotonic() - self.start
+        count = len(self.bodies or [])
+        per_worker = Counter(r.worker for r in self.results.values())
+        return Outcome(self.job, self.results, wall, count, dict(per_worker))
+
+    @property
+    def count(self) -> int:
+        return len(self.bodies) if self.bodies is not None else 0
+
+    # -- connection ----------------------------------------------------------
+    def _connect(self) -> None:
+        self.conn = pika.SelectConnection(
+            parameters=amqp.student_parameters(self.cfg, "pimq run"),
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_closed,
+            custom_ioloop=self.ioloop,
+        )
+
+    def _describe(self, exc: BaseException | None) -> str:
+        c = self.cfg
+        return amqp.describe(exc, c.host, c.port, c.vhost, c.user)
+
+    def _on_open_error(self, conn: Any, exc: BaseException) -> None:
+        if not self.connected_once or self.finishing:
+            self._fail(BrokerError(self._describe(exc)), stop_now=True)
+            return
+        self._schedule_reconnect(self._describe(exc))
+
+    def _on_closed(self, conn: Any, exc: BaseException) -> None:
+        self.channel = None
+        if self.finishing:
+            self.ioloop.stop()
+            return
+        self._schedule_reconnect(self._describe(exc))
+
+    def _schedule_reconnect(self, why: str) -> None:
+        now = time.monotonic()
+        if self.lost_since is None:
+            self.lost_since = now
+            self._say(f"pimq: {why}; reconnecting...")
+        if now - self.lost_since > RECONNECT_WINDOW:
+            self._fail(BrokerError(why), stop_now=True)
+            return
+        self.ioloop.call_later(self.backoff, self._connect)
+        self.backoff = min(self.backoff * 2, 8.0)
+
+    def _on_open(self, conn: Any) -> None:
+        conn.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel: Any) -> None:
+        self.channel = channel
+        self.confirms.reset()
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.confirm_delivery(self.confirms.on_frame)
+        topology.declare_shared(channel, on_done=self._declare_results)
+
+    def _on_channel_closed(self, channel: Any, exc: BaseException) -> None:
+        if channel is not self.channel:
+            return
+        self.channel = None
+        if isinstance(exc, px.ChannelClosedByBroker):
+            self._fail(BrokerError(f"the broker refused: {exc.reply_text}"), stop_now=True)
+        elif self.conn is not None and self.conn.is_open:
+            self.conn.close()
+
+    def _declare_results(self) -> None:
+        ch = self.channel
+        ch.queue_declare(
+            queue=self.queue, durable=True, arguments=topology.result_queue_arguments()
+        )
+        ch.queue_bind(queue=self.queue, exchange=topology.RESULTS, routing_key=self.queue)
+        ch.basic_qos(prefetch_count=1000)
+        ch.basic_consume(queue=self.queue, on_message_callback=self._on_result)
+        ch.queue_declare(queue=topology.TASKS, durable=True, callback=self._on_ready)
+
+    def _on_ready(self, frame: Any) -> None:
+        if self.lost_since is not None:
+            self._say("pimq: reconnected")
+        self.lost_since = None
+        self.backoff = 0.5
+        if self.bodies is None:
+            self.connected_once = True
+            self.bodies = self.make_bodies(frame.method.consumer_count)
+            if self.want_progress:
+                self.progress = Progress(self.count)
+            if frame.method.consumer_count == 0:
+                self._say(
+                    f"pimq: no worker is serving vhost {self.cfg.vhost!r} yet; "
+                    "shards wait in pimq.tasks"
+                )
+        self._publish_missing()
+
+    # -- publishing ----------------------------------------------------------
+    def _publish_missing(self) -> None:
+        ch, bodies = self.channel, self.bodies
+        assert bodies is not None
+        for index, body in enumerate(bodies):
+            if index in self.confirmed or index in self.results:
+                continue
+            props = shard_properties(
+                self.job, index, len(bodies), self.kind, self.params_json, self.queue
+            )
+            ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
+            self.confirms.published(lambda ok, i=index: self._on_confirm(i, ok))
+        if not bodies:
+            self._finish()
+
+    def _on_confirm(self, index: int, ok: bool) -> None:
+        if ok:
+            self.confirmed.add(index)
+            return
+        if self.channel is not None and not self.finishing:  # refused: try again
+            props = shard_properties(
+                self.job, index, self.count, self.kind, self.params_json, self.queue
+            )
+            self.channel.basic_publish(topology.TASKS, topology.TASKS, self.bodies[index], props)
+            self.confirms.published(lambda ok, i=index: self._on_confirm(i, ok))
+
+    # -- gathering -----------------------------------------------------------
+    def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        ch.basic_ack(method.delivery_tag)
+        if self.finishing:
+            return
+        try:
+            result = decode_result(body)
+        except BadMessage:
+            return
+        if result.job != self.job or not 0 <= result.index < self.count:
+            return
+        if not result.ok:
+            self._fail(
+                JobFailed(
+                    f"shard {result.index} of job {self.job} failed on {result.worker}: "
+                    f"{result.error} (details in queue pimq.dead)"
+                )
+            )
+            return
+        if result.index in self.results:
+            return
+        self.results[result.index] = result
+        if self.progress:
+            self.progress.update(len(self.results))
+        if len(self.results) == self.count:
+            self._finish()
+
+    # -- ending --------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        if self.progress:
+            self.progress.message(text)
+        else:
+            import sys
+
+            print(text, file=sys.stderr, flush=True)
+
+    def _on_sigint(self, _signum: int, _frame: Any) -> None:
+        self.interrupts += 1
+
+    def _tick(self) -> None:
+        if self.interrupts and self.error is None:
+            self._fail(Interrupted(f"interrupted: job {self.job} cancelled"))
+        elif self.interrupts > 1:
+            self.ioloop.stop()
+            return
+        self.ioloop.call_later(0.1, self._tick)
+
+    def _on_timeout(self) -> None:
+        if self.finishing:
+            return
+        missing = [i for i in range(self.count) if i not in self.results]
+        if self.bodies is None:
+            text = f"timed out after {self.timeout:g} s before the job could start"
+        else:
+            text = (
+                f"timed out after {self.timeout:g} s: {len(missing)} of {self.count} "
+                f"shard(s) missing: {missing_list(missing)}"
+            )
+        self._fail(JobTimeout(text))
+
+    def _fail(self, error: PimqError, stop_now: bool = False) -> None:
+        if self.error is None:
+            self.error = error
+        if stop_now or self.channel is None or not self.channel.is_open:
+            self.finishing = True
+            if self.conn is not None and self.conn.is_open:
+                self.conn.close()
+            else:
+                self.ioloop.stop()
+            return
+        self._cleanup(cancel=True)
+
+    def _finish(self) -> None:
+        self._cleanup(cancel=False)
+
+    def _cleanup(self, cancel: bool) -> None:
+        if self.finishing:
+            return
+        self.finishing = True
+        ch = self.channel
+        if cancel:
+            ch.basic_publish(topology.CONTROL, "", encode_cancel(self.job), CONTROL_PROPS)
+            self.confirms.published(None)
+        ch.queue_delete(queue=self.queue, callback=lambda _f: self.conn.close())

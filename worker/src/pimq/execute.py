@@ -1,0 +1,35 @@
+"""What a pool process does with one shard. Runs off the broker thread."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import traceback
+
+from pimq import jobs
+from pimq.wire import encode_result
+
+Outcome = tuple[bool, float, bytes, str]
+
+
+def child_init() -> None:
+    """Pool processes leave SIGTERM/SIGINT to the main process, which drains."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def execute(kind: str, body: bytes, params_json: str, job: str, index: int, worker: str) -> Outcome:
+    """Run one shard: (ok, seconds, result message body, traceback text)."""
+    start = time.perf_counter()
+    try:
+        value = jobs.load(kind).run(body, json.loads(params_json))
+        seconds = time.perf_counter() - start
+        return True, seconds, encode_result(job, index, True, value, seconds, worker), ""
+    except Exception:
+        return False, time.perf_counter() - start, b"", traceback.format_exc()
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"

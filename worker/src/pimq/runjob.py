@@ -1,0 +1,106 @@
+"""``pimq run KIND ...``: parse the kind's options, run the job, print the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pimq import jobs
+from pimq.config import load_student_config, student_config_path
+from pimq.controller import Controller, Outcome
+from pimq.errors import UsageError
+from pimq.state import track_job, untrack_job
+
+
+def default_shards(consumers: int) -> int:
+    """Four shards per worker serving the vhost (each runs a pool of processes)."""
+    return max(4, 4 * consumers)
+
+
+def kind_parser(kind: str, module: Any) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"pimq run {kind}", description=getattr(module, "HELP", None)
+    )
+    add = getattr(module, "add_arguments", None)
+    if add:
+        add(parser)
+    common = parser.add_argument_group("job options")
+    common.add_argument("--shards", type=int, help="number of shards (default: 4 per worker)")
+    common.add_argument("--timeout", type=float, help="give up after this many seconds")
+    common.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    common.add_argument("--config", help="student config file")
+    common.add_argument("--host", help="broker host (overrides the config file)")
+    return parser
+
+
+def load_kind(kind: str) -> Any:
+    try:
+        return jobs.load(kind)
+    except jobs.UnknownKind:
+        raise UsageError(
+            f"unknown job kind {kind!r} (available: {', '.join(jobs.available())})"
+        ) from None
+
+
+def summary(kind: str, job_params: dict, outcome: Outcome, result: Any) -> dict[str, Any]:
+    return {
+        "job": outcome.job,
+        "kind": kind,
+        "params": job_params,
+        "result": result,
+        "shards": outcome.count,
+        "wall_seconds": round(outcome.wall, 6),
+        "compute_seconds": round(outcome.compute, 6),
+        "speedup": round(outcome.speedup, 3),
+        "workers": dict(sorted(outcome.per_worker.items())),
+    }
+
+
+def cmd_run(kind: str, rest: list[str]) -> int:
+    module = load_kind(kind)
+    args = kind_parser(kind, module).parse_args(rest)
+    if args.shards is not None and args.shards < 1:
+        raise UsageError("--shards must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    try:
+        job_params = jobs.params(module, args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = load_student_config(student_config_path(args.config), args.host)
+    params_json = json.dumps(job_params, sort_keys=True, separators=(",", ":"))
+
+    def make_bodies(consumers: int) -> list[bytes]:
+        shards = args.shards or default_shards(consumers)
+        try:
+            bodies = list(module.split(args, job_params, shards))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return bodies or [b""]
+
+    controller = Controller(
+        cfg, kind, params_json, make_bodies, args.timeout, progress=not args.json
+    )
+    track_job(controller.job, kind)
+    try:
+        outcome = controller.run()
+    finally:
+        untrack_job(controller.job)
+    values = [outcome.results[i].value for i in range(outcome.count)]
+    result = module.join(values, job_params)
+    doc = summary(kind, job_params, outcome, result)
+    if args.json:
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    print(jobs.render(module, result, job_params))
+    workers = ", ".join(f"{w} {n}" for w, n in doc["workers"].items()) or "-"
+    print(
+        f"job {outcome.job}: {outcome.count} shard(s) in {outcome.wall:.2f} s, "
+        f"compute {outcome.compute:.2f} s, speedup {outcome.speedup:.2f}x",
+        file=sys.stderr,
+    )
+    print(f"shards per worker: {workers}", file=sys.stderr)
+    return 0

@@ -1,0 +1,77 @@
+"""The AMQP topology of one student vhost. The only module that knows the names.
+
+Per vhost:
+
+* ``pimq.tasks``   durable queue with the shards, fed by the direct exchange
+  ``pimq.tasks`` (routing key ``pimq.tasks``). The worker user only has
+  ``^pimq\\.`` rights, so it cannot use the default exchange: it re-queues
+  retries through this exchange.
+* ``pimq.dead``    durable queue, fed by the fanout exchange ``pimq.dead``.
+* ``pimq.control`` fanout exchange; each worker connection binds its own
+  exclusive queue ``pimq.control.<host>.<pid>.<n>`` to it.
+* ``pimq.results`` direct exchange; the controller binds its per-job queue
+  ``pimq.result.<job-id>`` with routing key = queue name = ``reply_to``.
+
+Both the worker and the controller declare the shared part idempotently with
+the same arguments (:data:`SHARED`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+TASKS = "pimq.tasks"
+DEAD = "pimq.dead"
+CONTROL = "pimq.control"
+RESULTS = "pimq.results"
+RESULT_PREFIX = "pimq.result."
+CONTROL_PREFIX = "pimq.control."
+
+# A job's result queue disappears this long after its controller went away.
+RESULT_QUEUE_EXPIRES_MS = 30 * 60 * 1000
+
+# (kind, name, detail...) in declaration order.
+SHARED: tuple[tuple[str, ...], ...] = (
+    ("exchange", TASKS, "direct"),
+    ("queue", TASKS),
+    ("bind", TASKS, TASKS, TASKS),
+    ("exchange", DEAD, "fanout"),
+    ("queue", DEAD),
+    ("bind", DEAD, DEAD, ""),
+    ("exchange", CONTROL, "fanout"),
+    ("exchange", RESULTS, "direct"),
+)
+
+
+def result_queue(job_id: str) -> str:
+    return RESULT_PREFIX + job_id
+
+
+def control_queue(host: str, pid: int, serial: int) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in host)
+    return f"{CONTROL_PREFIX}{safe}.{pid}.{serial}"
+
+
+def result_queue_arguments() -> dict[str, Any]:
+    return {"x-expires": RESULT_QUEUE_EXPIRES_MS}
+
+
+def declare_shared(channel: Any, on_done: Callable[[], None] | None = None) -> None:
+    """Declare the shared topology on a pika channel.
+
+    With a ``BlockingChannel`` pass no ``on_done``: every call blocks. With an
+    asynchronous ``Channel`` the calls are queued by pika and ``on_done`` runs
+    once the last one is confirmed by the broker.
+    """
+    last = len(SHARED) - 1
+    for i, (kind, name, *rest) in enumerate(SHARED):
+        kwargs: dict[str, Any] = {}
+        if on_done is not None:
+            kwargs["callback"] = (lambda _frame: on_done()) if i == last else None
+        if kind == "exchange":
+            channel.exchange_declare(exchange=name, exchange_type=rest[0], durable=True, **kwargs)
+        elif kind == "queue":
+            channel.queue_declare(queue=name, durable=True, **kwargs)
+        else:
+            channel.queue_bind(queue=name, exchange=rest[0], routing_key=rest[1], **kwargs)

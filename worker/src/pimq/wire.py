@@ -1,0 +1,227 @@
+"""Wire format of shards, results, dead letters and control messages.
+
+A shard is one persistent AMQP message: the body is raw bytes (a slice of the
+input, or whatever the job kind's ``split`` made), the properties carry
+``reply_to`` (the job's result queue), ``message_id`` = ``<job>:<index>`` and
+these headers:
+
+====================  =======================================================
+``pimq-job``          job id (hex string)
+``pimq-index``        shard index, 0-based
+``pimq-count``        number of shards of the job
+``pimq-kind``         job kind (``wordcount``, ``grep``, ... or a custom one)
+``pimq-params``       job parameters, a JSON object as a string
+``pimq-attempt``      how many times the shard has already failed (0 first)
+====================  =======================================================
+
+A result is a small JSON object (see :func:`encode_result`). A dead letter is
+the original message with ``pimq-reason`` (one line) and, where a job raised,
+``pimq-traceback`` added. A control message is JSON ``{"cancel": "<job>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+
+H_JOB = "pimq-job"
+H_INDEX = "pimq-index"
+H_COUNT = "pimq-count"
+H_KIND = "pimq-kind"
+H_PARAMS = "pimq-params"
+H_ATTEMPT = "pimq-attempt"
+H_REASON = "pimq-reason"
+H_TRACEBACK = "pimq-traceback"
+H_WORKER = "pimq-worker"
+
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+JOB_RE = re.compile(r"^[0-9a-f]{8,64}$")
+PERSISTENT = 2
+
+
+class BadMessage(Exception):
+    """A message that is not a valid shard; ``str(exc)`` is the reason."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    job: str
+    index: int
+    count: int
+    kind: str
+    params_json: str
+    reply_to: str
+    attempt: int = 0
+    body: bytes = field(default=b"", repr=False)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return json.loads(self.params_json)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def shard_properties(
+    job: str,
+    index: int,
+    count: int,
+    kind: str,
+    params_json: str,
+    reply_to: str,
+    attempt: int = 0,
+) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        delivery_mode=PERSISTENT,
+        content_type="application/octet-stream",
+        message_id=f"{job}:{index}",
+        reply_to=reply_to,
+        headers={
+            H_JOB: job,
+            H_INDEX: index,
+            H_COUNT: count,
+            H_KIND: kind,
+            H_PARAMS: params_json,
+            H_ATTEMPT: attempt,
+        },
+    )
+
+
+def retry_properties(props: pika.BasicProperties, attempt: int) -> pika.BasicProperties:
+    headers = dict(props.headers or {})
+    headers[H_ATTEMPT] = attempt
+    return pika.BasicProperties(
+        delivery_mode=PERSISTENT,
+        content_type=props.content_type,
+        message_id=props.message_id,
+        reply_to=props.reply_to,
+        headers=headers,
+    )
+
+
+def dead_properties(
+    props: pika.BasicProperties | None, reason: str, worker: str, traceback: str | None = None
+) -> pika.BasicProperties:
+    headers = dict((props.headers if props else None) or {})
+    headers[H_REASON] = reason.splitlines()[0] if reason else "unknown"
+    headers[H_WORKER] = worker
+    if traceback:
+        headers[H_TRACEBACK] = traceback[-8000:]
+    return pika.BasicProperties(
+        delivery_mode=PERSISTENT,
+        content_type=props.content_type if props else None,
+        message_id=props.message_id if props else None,
+        reply_to=props.reply_to if props else None,
+        headers=headers,
+    )
+
+
+def _int_header(headers: dict[str, Any], name: str) -> int:
+    value = headers.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadMessage(f"header {name} missing or not an integer")
+    return value
+
+
+def parse_shard(props: pika.BasicProperties | None, body: bytes) -> Shard:
+    """Validate a delivered message; raise :class:`BadMessage` with a reason."""
+    headers = (props.headers if props else None) or {}
+    if not isinstance(headers, dict):
+        raise BadMessage("headers are not a table")
+    job = _text(headers.get(H_JOB))
+    if not isinstance(job, str) or not JOB_RE.match(job):
+        raise BadMessage(f"header {H_JOB} missing or malformed")
+    kind = _text(headers.get(H_KIND))
+    if not isinstance(kind, str) or not KIND_RE.match(kind):
+        raise BadMessage(f"header {H_KIND} missing or malformed")
+    index = _int_header(headers, H_INDEX)
+    count = _int_header(headers, H_COUNT)
+    if not 0 <= index < count:
+        raise BadMessage(f"shard index {index} outside 0..{count - 1}")
+    attempt = headers.get(H_ATTEMPT, 0)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise BadMessage(f"header {H_ATTEMPT} is not a non-negative integer")
+    params_json = _text(headers.get(H_PARAMS, "{}"))
+    if not isinstance(params_json, str):
+        raise BadMessage(f"header {H_PARAMS} is not a string")
+    try:
+        params = json.loads(params_json)
+    except ValueError as exc:
+        raise BadMessage(f"header {H_PARAMS} is not JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise BadMessage(f"header {H_PARAMS} is not a JSON object")
+    reply_to = props.reply_to if props else None
+    if not reply_to or not reply_to.startswith("pimq.result."):
+        raise BadMessage("reply_to missing or not a pimq.result.* queue")
+    if not isinstance(body, bytes):
+        raise BadMessage("body is not bytes")
+    return Shard(job, index, count, kind, params_json, reply_to, attempt, body)
+
+
+@dataclass(frozen=True)
+class Result:
+    job: str
+    index: int
+    ok: bool
+    value: Any = None
+    seconds: float = 0.0
+    worker: str = ""
+    error: str = ""
+
+
+def encode_result(
+    job: str,
+    index: int,
+    ok: bool,
+    value: Any = None,
+    seconds: float = 0.0,
+    worker: str = "",
+    error: str = "",
+) -> bytes:
+    doc: dict[str, Any] = {
+        "job": job,
+        "index": index,
+        "ok": ok,
+        "seconds": seconds,
+        "worker": worker,
+    }
+    if ok:
+        doc["value"] = value
+    else:
+        doc["error"] = error
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_result(body: bytes) -> Result:
+    try:
+        doc = json.loads(body)
+        return Result(
+            job=str(doc["job"]),
+            index=int(doc["index"]),
+            ok=bool(doc["ok"]),
+            value=doc.get("value"),
+            seconds=float(doc.get("seconds", 0.0)),
+            worker=str(doc.get("worker", "")),
+            error=str(doc.get("error", "")),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadMessage(f"malformed result: {exc}") from None
+
+
+def encode_cancel(job: str) -> bytes:
+    return json.dumps({"cancel": job}).encode()
+
+
+def decode_control(body: bytes) -> str | None:
+    """Return the job id a control message cancels, or None if it is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    job = doc.get("cancel") if isinstance(doc, dict) else None
+    return job if isinstance(job, str) and JOB_RE.match(job) else None

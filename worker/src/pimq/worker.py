@@ -1,0 +1,505 @@
+"""The worker daemon: every student vhost on one I/O thread, shards in a pool.
+
+* One :class:`pika.SelectConnection` per vhost, all on one shared IOLoop.
+* Deliveries wait in a per-vhost deque; :meth:`Worker.fill` hands them to the
+  process pool round-robin across vhosts, so students share the pool fairly.
+* A finished shard's result is published with a publisher confirm and the
+  shard is acked when that confirm arrives (``add_callback_threadsafe``
+  brings the pool's outcome back to the I/O thread).
+* A shard that raises is re-published with ``pimq-attempt`` + 1 and acked;
+  after :data:`MAX_ATTEMPTS` it goes to ``pimq.dead`` with the traceback.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+from pika.adapters.select_connection import IOLoop
+
+from pimq import amqp, jobs, topology
+from pimq.config import WorkerConfig
+from pimq.execute import Outcome, child_init, execute, last_line
+from pimq.wire import (
+    PERSISTENT,
+    BadMessage,
+    Shard,
+    dead_properties,
+    decode_control,
+    encode_result,
+    parse_shard,
+    retry_properties,
+)
+
+log = logging.getLogger("pimq.worker")
+
+MAX_ATTEMPTS = 3
+BACKOFF_MAX = 30.0
+CANCEL_MEMORY = 6 * 3600.0
+RESULT_PROPS = pika.BasicProperties(delivery_mode=PERSISTENT, content_type="application/json")
+
+
+@dataclass
+class Delivery:
+    link: VhostLink
+    generation: int
+    tag: int
+    props: pika.BasicProperties
+    shard: Shard
+
+
+class VhostLink:
+    """The connection, channel and local queue of one student vhost."""
+
+    def __init__(self, worker: Worker, vhost: str) -> None:
+        self.worker = worker
+        self.vhost = vhost
+        self.conn: pika.SelectConnection | None = None
+        self.channel: Any = None
+        self.generation = 0
+        self.pending: deque[Delivery] = deque()
+        self.in_ready = False
+        self.confirms = amqp.Confirms()
+        self.backoff = 1.0
+        self.retry_timer: Any = None
+        self.consumer_tag: str | None = None
+        self.cancelled: dict[str, float] = {}
+        self.closed = True
+
+    # -- connection life cycle -------------------------------------------
+    def connect(self) -> None:
+        self.retry_timer = None
+        if self.worker.stopping:
+            return
+        self.generation += 1
+        self.closed = False
+        cfg = self.worker.cfg
+        params = amqp.parameters(
+            cfg.host, cfg.port, self.vhost, cfg.user, cfg.password, cfg.heartbeat, "pimq-worker"
+        )
+        self.conn = pika.SelectConnection(
+            parameters=params,
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_closed,
+            custom_ioloop=self.worker.ioloop,
+        )
+
+    def _describe(self, exc: BaseException | None) -> str:
+        cfg = self.worker.cfg
+        return amqp.describe(exc, cfg.host, cfg.port, self.vhost, cfg.user)
+
+    def _on_open(self, conn: pika.SelectConnection) -> None:
+        if self.worker.stopping:
+            conn.close()
+            return
+        conn.channel(on_open_callback=self._on_channel)
+
+    def _on_open_error(self, conn: Any, exc: BaseException) -> None:
+        self._lost(self._describe(exc))
+
+    def _on_closed(self, conn: Any, exc: BaseException) -> None:
+        if self.worker.stopping:
+            log.info("vhost %s: disconnected", self.vhost)
+            self._lost(None)
+        else:
+            self._lost(self._describe(exc))
+
+    def _lost(self, why: str | None) -> None:
+        self.channel = None
+        self.consumer_tag = None
+        self.closed = True
+        self.pending.clear()  # unacked: the broker redelivers them
+        self.confirms.reset()
+        if self.worker.stopping:
+            self.worker.link_closed()
+            return
+        delay = self.backoff * (0.75 + 0.5 * (os.getpid() % 7) / 7)
+        log.warning("vhost %s: %s; reconnecting in %.1f s", self.vhost, why, delay)
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        self.retry_timer = self.worker.ioloop.call_later(delay, self.connect)
+
+    def _on_channel(self, channel: Any) -> None:
+        self.channel = channel
+        self.confirms.reset()
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.confirm_delivery(self._on_confirm)
+        topology.declare_shared(channel, on_done=self._declare_control)
+
+    def _on_channel_closed(self, channel: Any, exc: BaseException) -> None:
+        if channel is not self.channel:
+            return
+        self.channel = None
+        if not self.worker.stopping:
+            log.warning("vhost %s: channel closed: %s", self.vhost, exc)
+        if self.conn is not None and self.conn.is_open:
+            self.conn.close()
+
+    def _declare_control(self) -> None:
+        ch = self.channel
+        name = topology.control_queue(socket.gethostname(), os.getpid(), self.generation)
+        ch.queue_declare(queue=name, exclusive=True, auto_delete=True)
+        ch.queue_bind(queue=name, exchange=topology.CONTROL, routing_key="")
+        ch.basic_qos(prefetch_count=self.worker.cfg.prefetch_count())
+        ch.basic_consume(queue=name, on_message_callback=self._on_control, auto_ack=True)
+        self.consumer_tag = ch.basic_consume(
+            queue=topology.TASKS, on_message_callback=self._on_task, callback=self._on_consuming
+        )
+
+    def _on_consuming(self, _frame: Any) -> None:
+        self.backoff = 1.0
+        cfg = self.worker.cfg
+        log.info(
+            "vhost %s: connected to %s:%s, consuming %s",
+            self.vhost,
+            cfg.host,
+            cfg.port,
+            topology.TASKS,
+        )
+
+    def stop_consuming(self) -> None:
+        """Take no more work; give back what waits locally."""
+        if self.retry_timer is not None:
+            self.worker.ioloop.remove_timeout(self.retry_timer)
+            self.retry_timer = None
+        ch = self.channel
+        if ch is not None and ch.is_open:
+            if self.consumer_tag:
+                ch.basic_cancel(self.consumer_tag)
+            for d in self.pending:
+                ch.basic_nack(d.tag, requeue=True)
+        self.pending.clear()
+
+    def busy(self) -> bool:
+        return bool(self.confirms)
+
+    def close(self) -> None:
+        if self.conn is not None and self.conn.is_open:
+            self.conn.close()
+        elif self.conn is None or self.conn.is_closed:
+            if not self.closed:
+                self.closed = True
+            self.worker.link_closed()
+
+    # -- publishing with confirms ----------------------------------------
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        props: pika.BasicProperties,
+        on_confirm: Callable[[bool], None] | None = None,
+    ) -> bool:
+        ch = self.channel
+        if ch is None or not ch.is_open:
+            return False
+        ch.basic_publish(exchange, routing_key, body, props)
+        self.confirms.published(on_confirm)
+        return True
+
+    def _on_confirm(self, frame: Any) -> None:
+        self.confirms.on_frame(frame)
+        if self.worker.stopping:
+            self.worker.check_drained()
+
+    def settle(self, generation: int, tag: int, ok: bool) -> None:
+        """Ack a delivery (or give it back if our publish was refused)."""
+        ch = self.channel
+        if generation != self.generation or ch is None or not ch.is_open:
+            return
+        if ok:
+            ch.basic_ack(tag)
+        else:
+            ch.basic_nack(tag, requeue=True)
+
+    # -- incoming messages -----------------------------------------------
+    def _on_task(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        tag = method.delivery_tag
+        if self.worker.stopping:
+            ch.basic_nack(tag, requeue=True)
+            return
+        try:
+            shard = parse_shard(props, body)
+        except BadMessage as exc:
+            self.dead_letter(tag, props, body, f"unparsable message: {exc}")
+            return
+        if shard.job in self.cancelled:
+            ch.basic_ack(tag)
+            return
+        if not jobs.exists(shard.kind):
+            reason = f"unknown job kind {shard.kind!r} on worker {self.worker.name}"
+            self.dead_letter(tag, props, body, reason, shard=shard)
+            return
+        self.pending.append(Delivery(self, self.generation, tag, props, shard))
+        self.worker.enqueue(self)
+
+    def _on_control(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        job = decode_control(body)
+        if job is None:
+            return
+        now = time.monotonic()
+        self.cancelled[job] = now
+        if len(self.cancelled) > 1000:
+            self.cancelled = {j: t for j, t in self.cancelled.items() if now - t < CANCEL_MEMORY}
+        keep: deque[Delivery] = deque()
+        dropped = 0
+        for d in self.pending:
+            if d.shard.job == job:
+                ch.basic_ack(d.tag)
+                dropped += 1
+            else:
+                keep.append(d)
+        self.pending = keep
+        log.info("vhost %s: job %s cancelled, dropped %d queued shard(s)", self.vhost, job, dropped)
+
+    def dead_letter(
+        self,
+        tag: int,
+        props: Any,
+        body: bytes,
+        reason: str,
+        tb: str | None = None,
+        shard: Shard | None = None,
+    ) -> None:
+        log.warning("vhost %s: dead-lettered a message: %s", self.vhost, reason)
+        generation = self.generation
+        self.publish(
+            topology.DEAD,
+            "",
+            body,
+            dead_properties(props, reason, self.worker.name, tb),
+            lambda ok: self.settle(generation, tag, ok),
+        )
+        if shard is not None:
+            failure = encode_result(
+                shard.job, shard.index, False, worker=self.worker.name, error=reason
+            )
+            self.publish(topology.RESULTS, shard.reply_to, failure, RESULT_PROPS)
+
+    # -- outcome of a shard (on the I/O thread) --------------------------
+    def finish(self, d: Delivery, ok: bool, seconds: float, payload: bytes, tb: str) -> None:
+        shard = d.shard
+        if d.generation != self.generation or self.channel is None:
+            log.info(
+                "vhost %s: job %s shard %d/%d done after the connection was lost; "
+                "the broker redelivers it",
+                self.vhost,
+                shard.job,
+                shard.index + 1,
+                shard.count,
+            )
+            return
+        generation, tag = d.generation, d.tag
+
+        def settle(confirmed: bool) -> None:
+            self.settle(generation, tag, confirmed)
+
+        if shard.job in self.cancelled:
+            settle(True)
+            return
+        if ok:
+            if self.worker.log_shards:
+                log.info(
+                    "job %s shard %d/%d %s vhost %s %.3f s",
+                    shard.job,
+                    shard.index + 1,
+                    shard.count,
+                    shard.kind,
+                    self.vhost,
+                    seconds,
+                )
+            self.publish(topology.RESULTS, shard.reply_to, payload, RESULT_PROPS, settle)
+            return
+        attempt = shard.attempt + 1
+        error = last_line(tb)
+        if attempt < MAX_ATTEMPTS:
+            log.warning(
+                "job %s shard %d/%d failed (attempt %d of %d), retrying: %s",
+                shard.job,
+                shard.index + 1,
+                shard.count,
+                attempt,
+                MAX_ATTEMPTS,
+                error,
+            )
+            self.publish(
+                topology.TASKS,
+                topology.TASKS,
+                shard.body,
+                retry_properties(d.props, attempt),
+                settle,
+            )
+        else:
+            reason = f"job raised on all {MAX_ATTEMPTS} attempts: {error}"
+            self.dead_letter(tag, d.props, shard.body, reason, tb, shard)
+
+
+class Worker:
+    def __init__(
+        self, cfg: WorkerConfig, drain_timeout: float = 30.0, log_shards: bool = True
+    ) -> None:
+        self.cfg = cfg
+        self.name = socket.gethostname()
+        self.drain_timeout = drain_timeout
+        self.log_shards = log_shards
+        self.ioloop = IOLoop()
+        self.pool_size = cfg.pool_size()
+        self.capacity = self.pool_size * 2
+        self.pool: cf.ProcessPoolExecutor | None = None
+        self.inflight = 0
+        self.ready: deque[VhostLink] = deque()
+        self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
+        self.stopping = False
+        self.signalled = 0
+        self.deadline = 0.0
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        pool = cf.ProcessPoolExecutor(
+            max_workers=self.pool_size,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=child_init,
+        )
+        # Start every pool process now, before the I/O loop runs.
+        for f in [pool.submit(time.sleep, 0) for _ in range(self.pool_size)]:
+            f.result()
+        return pool
+
+    def run(self) -> int:
+        cfg = self.cfg
+        log.info(
+            "pimq worker on %s: %d vhost(s), %d process(es), broker %s:%s, heartbeat %s s",
+            self.name,
+            len(self.links),
+            self.pool_size,
+            cfg.host,
+            cfg.port,
+            cfg.heartbeat,
+        )
+        self.pool = self._new_pool()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for link in self.links:
+                link.connect()
+            self.ioloop.call_later(0.2, self._tick)
+            self.ioloop.start()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self._shutdown_pool(force=self.inflight > 0)
+        log.info("pimq worker stopped")
+        return 0
+
+    # -- scheduling --------------------------------------------------------
+    def enqueue(self, link: VhostLink) -> None:
+        if not link.in_ready:
+            link.in_ready = True
+            self.ready.append(link)
+        self.fill()
+
+    def fill(self) -> None:
+        while self.inflight < self.capacity and self.ready and not self.stopping:
+            link = self.ready.popleft()
+            link.in_ready = False
+            if not link.pending:
+                continue
+            d = link.pending.popleft()
+            if link.pending:
+                link.in_ready = True
+                self.ready.append(link)
+            self._submit(d)
+
+    def _submit(self, d: Delivery) -> None:
+        s = d.shard
+        assert self.pool is not None
+        try:
+            future = self.pool.submit(
+                execute, s.kind, s.body, s.params_json, s.job, s.index, self.name
+            )
+        except cf.process.BrokenProcessPool:
+            log.error("the shard process pool broke; starting a new one")
+            self.pool = self._new_pool()
+            future = self.pool.submit(
+                execute, s.kind, s.body, s.params_json, s.job, s.index, self.name
+            )
+        self.inflight += 1
+        future.add_done_callback(
+            lambda f: self.ioloop.add_callback_threadsafe(functools.partial(self._done, d, f))
+        )
+
+    def _done(self, d: Delivery, future: cf.Future) -> None:
+        self.inflight -= 1
+        try:
+            outcome: Outcome = future.result()
+        except Exception as exc:  # the pool process died (killed, out of memory, ...)
+            outcome = (False, 0.0, b"", f"shard process died: {exc!r}")
+            if self.pool is not None and getattr(self.pool, "_broken", False):
+                log.error("the shard process pool broke; starting a new one")
+                old, self.pool = self.pool, self._new_pool()
+                old.shutdown(wait=False)
+        d.link.finish(d, *outcome)
+        self.fill()
+        if self.stopping:
+            self.check_drained()
+
+    # -- stopping ----------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signalled += 1
+        if self.signalled > 1:
+            self.deadline = 0.0  # a second signal: stop now
+
+    def _tick(self) -> None:
+        if self.signalled and not self.stopping:
+            self.begin_stop()
+        if self.stopping:
+            if time.monotonic() >= self.deadline:
+                log.warning("drain timeout: giving back %d running shard(s)", self.inflight)
+                self._close_all()
+                self.deadline = float("inf")
+                self.ioloop.call_later(5.0, self.ioloop.stop)
+            else:
+                self.check_drained()
+        self.ioloop.call_later(0.2, self._tick)
+
+    def begin_stop(self) -> None:
+        log.info("stopping: no new shards; waiting for %d running shard(s)", self.inflight)
+        self.stopping = True
+        self.deadline = time.monotonic() + self.drain_timeout
+        if self.signalled > 1:
+            self.deadline = 0.0
+        self.ready.clear()
+        for link in self.links:
+            link.stop_consuming()
+        self.check_drained()
+
+    def check_drained(self) -> None:
+        if self.inflight == 0 and not any(link.busy() for link in self.links):
+            self._close_all()
+
+    def _close_all(self) -> None:
+        for link in self.links:
+            link.close()
+        self.link_closed()
+
+    def link_closed(self) -> None:
+        if self.stopping and all(link.closed for link in self.links):
+            self.ioloop.stop()
+
+    def _shutdown_pool(self, force: bool) -> None:
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        if force:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+        pool.shutdown(wait=not force, cancel_futures=True)
