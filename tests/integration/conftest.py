@@ -25,13 +25,10 @@ from pathlib import Path
 
 import pika
 import pytest
+from helpers import ADMIN_PASSWORD, ADMIN_USER, WORKER_PASSWORD, WORKER_USER
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 VHOSTS = 40
-WORKER_USER = "pimq-worker"
-WORKER_PASSWORD = "worker-" + secrets.token_hex(6)
-ADMIN_USER = "pimq-admin"
-ADMIN_PASSWORD = "admin-" + secrets.token_hex(6)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -104,21 +101,39 @@ class Broker:
 
 def _definitions(students: list[Student]) -> dict:
     users = [
-        {"name": ADMIN_USER, "password_hash": password_hash(ADMIN_PASSWORD),
-         "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]},
-        {"name": WORKER_USER, "password_hash": password_hash(WORKER_PASSWORD),
-         "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []},
+        {
+            "name": ADMIN_USER,
+            "password_hash": password_hash(ADMIN_PASSWORD),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": ["administrator"],
+        },
+        {
+            "name": WORKER_USER,
+            "password_hash": password_hash(WORKER_PASSWORD),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": [],
+        },
     ]
     permissions = []
     for s in students:
-        users.append({"name": s.user, "password_hash": password_hash(s.password),
-                      "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []})
+        users.append(
+            {
+                "name": s.user,
+                "password_hash": password_hash(s.password),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": [],
+            }
+        )
         permissions += [
             {"user": s.user, "vhost": s.vhost, "configure": ".*", "write": ".*", "read": ".*"},
-            {"user": WORKER_USER, "vhost": s.vhost, "configure": "^pimq\\.",
-             "write": "^pimq\\.", "read": "^pimq\\."},
-            {"user": ADMIN_USER, "vhost": s.vhost, "configure": ".*", "write": ".*",
-             "read": ".*"},
+            {
+                "user": WORKER_USER,
+                "vhost": s.vhost,
+                "configure": "^pimq\\.",
+                "write": "^pimq\\.",
+                "read": "^pimq\\.",
+            },
+            {"user": ADMIN_USER, "vhost": s.vhost, "configure": ".*", "write": ".*", "read": ".*"},
         ]
     return {
         "users": users,
@@ -134,20 +149,24 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     (base / "definitions.json").write_text(json.dumps(_definitions(students)))
     (base / "enabled_plugins").write_text("[].\n")
     (base / "rabbitmq.conf").write_text(
-        "\n".join([
-            "listeners.tcp.default = 127.0.0.1:%d" % 0,
-            f"load_definitions = {base / 'definitions.json'}",
-            f"default_user = {ADMIN_USER}",
-            f"default_pass = {ADMIN_PASSWORD}",
-            "disk_free_limit.absolute = 10MB",
-            "vm_memory_high_watermark.relative = 0.2",
-            "log.console = false",
-            "",
-        ])
+        "\n".join(
+            [
+                "listeners.tcp.default = 127.0.0.1:0",
+                f"load_definitions = {base / 'definitions.json'}",
+                f"default_user = {ADMIN_USER}",
+                f"default_pass = {ADMIN_PASSWORD}",
+                "disk_free_limit.absolute = 10MB",
+                "vm_memory_high_watermark.relative = 0.2",
+                "log.console = false",
+                "",
+            ]
+        )
     )
     port = free_port()
-    conf = (base / "rabbitmq.conf").read_text().replace(
-        "listeners.tcp.default = 127.0.0.1:0", f"listeners.tcp.default = 127.0.0.1:{port}"
+    conf = (
+        (base / "rabbitmq.conf")
+        .read_text()
+        .replace("listeners.tcp.default = 127.0.0.1:0", f"listeners.tcp.default = 127.0.0.1:{port}")
     )
     (base / "rabbitmq.conf").write_text(conf)
     node = f"pimqtest-{secrets.token_hex(4)}@localhost"
@@ -169,7 +188,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b = Broker(node, port, env, base, students)
     log = open(base / "server.out", "wb")  # noqa: SIM115
     b.proc = subprocess.Popen(
-        [str(RABBIT_BIN / "rabbitmq-server")], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [str(RABBIT_BIN / "rabbitmq-server")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -204,7 +226,7 @@ def student(broker: Broker, tmp_path: Path) -> Student:
 def write_student_config(broker: Broker, student: Student, path: Path) -> Path:
     path.write_text(
         f"host: 127.0.0.1\nport: {broker.port}\nvhost: {student.vhost}\n"
-        f"user: {student.user}\npassword: \"{student.password}\"\n"
+        f'user: {student.user}\npassword: "{student.password}"\n'
     )
     path.chmod(0o600)
     return path
@@ -216,14 +238,22 @@ class Cli:
 
     def run(self, *args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "pimq", *args], env=self.env, capture_output=True,
-            text=True, timeout=timeout, **kw,
+            [sys.executable, "-m", "pimq", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kw,
         )
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "pimq", *args], env=self.env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [sys.executable, "-m", "pimq", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
 
 
@@ -302,13 +332,19 @@ class WorkerProc:
 def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
     started: list[WorkerProc] = []
 
-    def start(vhosts: list[str], processes: int = 2, heartbeat: int = 30, prefetch: int = 0,
-              extra: tuple[str, ...] = (), wait: bool = True) -> WorkerProc:
+    def start(
+        vhosts: list[str],
+        processes: int = 2,
+        heartbeat: int = 30,
+        prefetch: int = 0,
+        extra: tuple[str, ...] = (),
+        wait: bool = True,
+    ) -> WorkerProc:
         n = len(started)
         cfg = tmp_path / f"worker{n}.yaml"
         cfg.write_text(
             f"host: 127.0.0.1\nport: {broker.port}\nuser: {WORKER_USER}\n"
-            f"password: \"{WORKER_PASSWORD}\"\nvhosts: {json.dumps(vhosts)}\n"
+            f'password: "{WORKER_PASSWORD}"\nvhosts: {json.dumps(vhosts)}\n'
             f"processes: {processes}\nheartbeat: {heartbeat}\nprefetch: {prefetch}\n"
         )
         cfg.chmod(0o600)
@@ -317,7 +353,10 @@ def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pimq", "worker", "--config", str(cfg), *extra],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         w = WorkerProc(proc, log, vhosts)
         started.append(w)
@@ -329,39 +368,3 @@ def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
     for w in started:
         w.stop(timeout=10)
         w.kill()
-
-
-def queue_depth(broker: Broker, student: Student, queue: str) -> int | None:
-    conn = broker.connect(student)
-    try:
-        ch = conn.channel()
-        try:
-            return ch.queue_declare(queue, passive=True).method.message_count
-        except pika.exceptions.ChannelClosedByBroker:
-            return None
-    finally:
-        conn.close()
-
-
-def drain(broker: Broker, student: Student, queue: str) -> list[tuple[dict, bytes]]:
-    """Take every message of a queue: (headers, body) pairs."""
-    conn = broker.connect(student)
-    got = []
-    try:
-        ch = conn.channel()
-        while True:
-            method, props, body = ch.basic_get(queue, auto_ack=True)
-            if method is None:
-                return got
-            got.append((props.headers or {}, body))
-    finally:
-        conn.close()
-
-
-def wait_until(predicate, timeout: float = 30, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")

@@ -42,9 +42,30 @@ def student_parameters(cfg: StudentConfig, name: str = "pimq") -> pika.Connectio
     return parameters(cfg.host, cfg.port, cfg.vhost, cfg.user, cfg.password, 30, name)
 
 
+def _unwrap(exc: BaseException | None) -> BaseException | None:
+    """The innermost cause of pika's wrapped connection errors."""
+    for _ in range(10):
+        inner = None
+        if getattr(exc, "exceptions", None):
+            inner = exc.exceptions[-1]  # AMQPConnectionWorkflowFailed
+        elif isinstance(getattr(exc, "exception", None), BaseException):
+            inner = exc.exception  # AMQPConnectorException
+        elif (
+            isinstance(exc, px.AMQPConnectionError)
+            and exc.args
+            and isinstance(exc.args[0], BaseException)
+        ):
+            inner = exc.args[0]
+        if inner is None:
+            return exc
+        exc = inner
+    return exc
+
+
 def describe(exc: BaseException | None, host: str, port: int, vhost: str, user: str) -> str:
     """One line saying why a connection failed or closed; never the password."""
     where = f"{host}:{port}"
+    exc = _unwrap(exc)
     if isinstance(exc, px.ProbableAuthenticationError):
         return f"broker at {where} refused user {user!r}: wrong user name or password"
     if isinstance(exc, px.ProbableAccessDeniedError):
@@ -53,15 +74,15 @@ def describe(exc: BaseException | None, host: str, port: int, vhost: str, user: 
         if exc.reply_code == 530:
             return f"user {user!r} has no access to vhost {vhost!r} on {where}"
         return f"broker at {where} closed the connection: {exc.reply_text}"
-    if isinstance(exc, px.AMQPConnectionError) and exc.args:
-        inner = exc.args[0]
-        if isinstance(inner, BaseException):
-            return describe(inner, host, port, vhost, user)
-    if isinstance(exc, (px.StreamLostError, px.IncompatibleProtocolError)):
+    if isinstance(exc, socket.gaierror):
+        return f"cannot find the broker host {host!r}"
+    if isinstance(exc, (px.StreamLostError, px.IncompatibleProtocolError, px.ConnectionClosed)):
         return f"lost the connection to the broker at {where}"
-    if isinstance(exc, (OSError, px.AMQPConnectionError)):
-        detail = getattr(exc, "strerror", None) or type(exc).__name__
+    if isinstance(exc, OSError):
+        detail = exc.strerror or type(exc).__name__
         return f"cannot reach the broker at {where} ({detail})"
+    if isinstance(exc, px.AMQPConnectionError):
+        return f"cannot reach the broker at {where} ({type(exc).__name__})"
     return f"connection to the broker at {where} failed: {exc or 'closed'}"
 
 

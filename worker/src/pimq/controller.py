@@ -200,6 +200,7 @@ class Controller:
             self.bodies = self.make_bodies(frame.method.consumer_count)
             if self.want_progress:
                 self.progress = Progress(self.count)
+            self._say(f"pimq: job {self.job}: {self.count} shard(s) of {self.kind} queued")
             if frame.method.consumer_count == 0:
                 self._say(
                     f"pimq: no worker is serving vhost {self.cfg.vhost!r} yet; "

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pimq.config import load_student_config, load_worker_config, student_config_path
+from pimq.errors import ConfigError
+
+WORKER = """host: head
+port: 5672
+user: pimq-worker
+password: "s3cret"
+vhosts: [alice, bob]
+processes: 0
+heartbeat: 30
+"""
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_worker_config(tmp_path: Path) -> None:
+    cfg = load_worker_config(write(tmp_path, WORKER))
+    assert cfg.vhosts == ("alice", "bob") and cfg.host == "head" and cfg.heartbeat == 30
+    assert cfg.pool_size() >= 1
+    assert "s3cret" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (WORKER + "colour: red\n", "unknown key(s): colour"),
+        (WORKER.replace("user: pimq-worker\n", ""), "missing key(s): user"),
+        (WORKER.replace("port: 5672", "port: lots"), "port must be an integer"),
+        (WORKER.replace("[alice, bob]", "alice"), "vhosts must be a list"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("host: [\n", "not valid YAML"),
+    ],
+)
+def test_worker_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_worker_config(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_worker_config(tmp_path / "nope.yaml")
+
+
+STUDENT = "host: head\nport: 5672\nvhost: alice\nuser: alice\npassword: pw\n"
+
+
+def test_student_config_and_host_override(tmp_path: Path) -> None:
+    path = write(tmp_path, STUDENT)
+    assert load_student_config(path).host == "head"
+    assert load_student_config(path, host="buddy").host == "buddy"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])
+def test_student_config_must_be_private(tmp_path: Path, mode: int) -> None:
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_student_config(write(tmp_path, STUDENT, mode))
+
+
+def test_student_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIMQ_CONFIG", "/env/path.yaml")
+    assert student_config_path("/cli.yaml") == Path("/cli.yaml")
+    assert student_config_path() == Path("/env/path.yaml")
+    monkeypatch.delenv("PIMQ_CONFIG")
+    assert student_config_path().name == "config.yaml"
