@@ -1,0 +1,150 @@
+"""Roster filters shared by every pimq_* role.
+
+The roster (``pimq_students``) is a list of mappings
+``{name, full_name?, ssh_key?, state?}``. These filters validate it (every
+problem, all at once, so an admin fixes the file in one go) and normalise it
+for the roles.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Debian's useradd accepts more, but a classroom name must also be a safe
+# RabbitMQ vhost/user name, a directory name and a YAML scalar: keep it tame.
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ALLOWED_KEYS = frozenset({"name", "full_name", "ssh_key", "state"})
+STATES = ("present", "absent")
+SSH_KEY_RE = re.compile(
+    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|"
+    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)\s+[A-Za-z0-9+/=]+(\s+.*)?$"
+)
+
+
+def roster_errors(roster, reserved=(), allow_empty=False):
+    """Return one human-readable line per problem in ``roster`` (empty: valid)."""
+    if roster is None:
+        roster = []
+    if not isinstance(roster, list):
+        return ["pimq_students must be a list of {name, full_name, ssh_key, state} "
+                "mappings, got %s" % type(roster).__name__]
+    errors = []
+    if not roster and not allow_empty:
+        errors.append("pimq_students is empty: no student would be provisioned "
+                      "(set pimq_allow_empty_roster: true if that is what you want)")
+    reserved = {str(r) for r in (reserved or ())}
+    seen = {}
+    for index, entry in enumerate(roster):
+        where = "entry #%d" % (index + 1)
+        if not isinstance(entry, dict):
+            errors.append("%s: must be a mapping with at least 'name', got %r" % (where, entry))
+            continue
+        name = entry.get("name")
+        if name is not None:
+            where = "entry #%d (%s)" % (index + 1, name)
+        unknown = sorted(str(k) for k in entry if k not in ALLOWED_KEYS)
+        if unknown:
+            errors.append("%s: unknown key(s) %s; allowed: %s"
+                          % (where, ", ".join(unknown), ", ".join(sorted(ALLOWED_KEYS))))
+        if name is None or name == "":
+            errors.append("%s: missing 'name'" % where)
+        elif not isinstance(name, str) or not NAME_RE.match(name):
+            errors.append("%s: name %r is not a valid Linux user name "
+                          "(lower-case letter or _, then up to 31 of a-z 0-9 _ -)" % (where, name))
+        elif name in reserved:
+            errors.append("%s: name %r is reserved (system or pimq account)" % (where, name))
+        elif name in seen:
+            errors.append("%s: duplicate name %r (first at entry #%d)" % (where, name, seen[name]))
+        if isinstance(name, str) and name not in seen:
+            seen[name] = index + 1
+        state = entry.get("state", "present")
+        if state not in STATES:
+            errors.append("%s: state %r must be one of %s" % (where, state, ", ".join(STATES)))
+        full_name = entry.get("full_name")
+        if full_name is not None and (not isinstance(full_name, str)
+                                      or any(c in full_name for c in ":,\n\r")):
+            errors.append("%s: full_name must be text without ':', ',' or line breaks" % where)
+        ssh_key = entry.get("ssh_key")
+        if ssh_key is not None and (not isinstance(ssh_key, str)
+                                    or "\n" in ssh_key.strip()
+                                    or not SSH_KEY_RE.match(ssh_key.strip())):
+            errors.append("%s: ssh_key is not one OpenSSH public key line" % where)
+    return errors
+
+
+def roster(value, state=None):
+    """Normalise the roster; optionally keep only one ``state``."""
+    out = []
+    for entry in value or []:
+        item = {
+            "name": entry["name"],
+            "full_name": entry.get("full_name") or entry["name"],
+            "ssh_key": (entry.get("ssh_key") or "").strip(),
+            "state": entry.get("state", "present"),
+        }
+        if state is None or item["state"] == state:
+            out.append(item)
+    return out
+
+
+def password_terms(names, directory, length=32):
+    """Terms for ``query('ansible.builtin.password', *terms)``: one file per name.
+
+    Files end in ``.txt`` so that Ansible never parses them as inventory.
+    """
+    return ["%s/%s.txt length=%d chars=ascii_letters,digits" % (directory.rstrip("/"), n, int(length))
+            for n in names]
+
+
+def tenant_state(students, passwords, worker_user, worker_password,
+                 tags=("management",), max_connections=None, max_queues=None):
+    """Desired broker state for ``pimq_rabbitmq`` from the (unnormalised) roster.
+
+    Per present student: vhost ``<name>`` (with limits), user ``<name>`` with
+    every right on that vhost only; the worker user with ``^pimq\\.`` rights on
+    every present vhost. Absent students: vhost and user removed.
+    """
+    present = [s["name"] for s in roster(students, "present")]
+    absent = [s["name"] for s in roster(students, "absent")]
+    limits = {"max-connections": max_connections, "max-queues": max_queues}
+    pimq_only = r"^pimq\."
+    users = [
+        {
+            "name": name,
+            "password": passwords[name],
+            "tags": list(tags or []),
+            "permissions": [{"vhost": name, "configure": ".*", "write": ".*", "read": ".*"}],
+        }
+        for name in present
+    ]
+    users.append({
+        "name": worker_user,
+        "password": worker_password,
+        "tags": [],
+        "permissions": [{"vhost": name, "configure": pimq_only, "write": pimq_only, "read": pimq_only}
+                        for name in present],
+    })
+    return {
+        "vhosts": [{"name": name, "limits": limits} for name in present],
+        "users": users,
+        "vhosts_absent": absent,
+        "users_absent": absent,
+    }
+
+
+def queue_line(queue):
+    """One readable status line for a queue dict from pimq_rabbitmq(gather_queues)."""
+    return "%-12s %-40s ready=%-6s unacked=%-6s consumers=%s" % (
+        queue.get("vhost"), queue.get("name"), queue.get("messages_ready", 0),
+        queue.get("messages_unacknowledged", 0), queue.get("consumers", 0))
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "pimq_roster_errors": roster_errors,
+            "pimq_roster": roster,
+            "pimq_password_terms": password_terms,
+            "pimq_tenant_state": tenant_state,
+            "pimq_queue_line": queue_line,
+        }
