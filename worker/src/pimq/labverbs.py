@@ -162,8 +162,7 @@ def subscribe(
         s.ensure_exchange(exchange)
         queue = s.ch.queue_declare(queue="", exclusive=True).method.queue
         s.ch.queue_bind(queue=queue, exchange=exchange)
-        if count is None:
-            _out(f" [*] Subscribed to {exchange}. To exit press CTRL+C")
+        _out(f" [*] Subscribed to {exchange}. To exit press CTRL+C")
         for _method, _props, body in _consume(s, queue, True, count, timeout):
             _out(f" [x] {body.decode('utf-8', 'replace')}")
         s.ch.cancel()
