@@ -1,0 +1,262 @@
+"""A private RabbitMQ on loopback for the benchmarks.
+
+The same approach as ``tests/integration/conftest.py``: one ``rabbitmq-server``
+subprocess in its own process group, all state under a scratch directory,
+users and vhosts loaded from a definitions file at boot (production layout:
+one user per student vhost, ``pimq-worker`` with ``^pimq\\.`` rights on every
+student vhost, an admin user, no ``guest``), readiness by ``rabbitmqctl
+await_startup``. One difference: the bench runs its own ``epmd`` on a private
+port in the same process group, so that nothing outlives the run.
+
+Run it alone to poke at it: ``python bench/broker.py`` (Ctrl-C stops it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+WORKER_USER = "pimq-worker"
+ADMIN_USER = "pimq-admin"
+#: Vhosts for the peers (Celery, the join pattern, the bare pika loop).
+PEER_VHOSTS = ("celery", "join1", "join2", "join3", "bare")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def password_hash(password: str) -> str:
+    salt = secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+@dataclass(frozen=True)
+class Student:
+    vhost: str
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass
+class Broker:
+    node: str
+    port: int
+    env: dict[str, str]
+    base: Path
+    students: list[Student]
+    admin_password: str = field(repr=False)
+    worker_password: str = field(repr=False)
+    version: str = "?"
+    server_pid: int = 0
+
+    def url(self, vhost: str) -> str:
+        """AMQP URL of the admin user on ``vhost`` (for the peers)."""
+        return (
+            f"amqp://{ADMIN_USER}:{quote(self.admin_password, safe='')}"
+            f"@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
+        )
+
+    def ctl(self, *args: str, timeout: float = 120) -> str:
+        out = subprocess.run(
+            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}")
+        return out.stdout
+
+    def student_config(self, student: Student, path: Path) -> Path:
+        path.write_text(
+            f"host: 127.0.0.1\nport: {self.port}\nvhost: {student.vhost}\n"
+            f'user: {student.user}\npassword: "{student.password}"\n'
+        )
+        path.chmod(0o600)
+        return path
+
+    def worker_config(
+        self, vhosts: list[str], path: Path, processes: int = 0, prefetch: int = 0
+    ) -> Path:
+        path.write_text(
+            f"host: 127.0.0.1\nport: {self.port}\nuser: {WORKER_USER}\n"
+            f'password: "{self.worker_password}"\nvhosts: {json.dumps(vhosts)}\n'
+            f"processes: {processes}\nprefetch: {prefetch}\n"
+        )
+        path.chmod(0o600)
+        return path
+
+
+def _definitions(students: list[Student], admin_pw: str, worker_pw: str) -> dict:
+    def user(name: str, password: str, tags: list[str]) -> dict:
+        return {
+            "name": name,
+            "password_hash": password_hash(password),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": tags,
+        }
+
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    users = [user(ADMIN_USER, admin_pw, ["administrator"]), user(WORKER_USER, worker_pw, [])]
+    permissions = []
+    for s in students:
+        users.append(user(s.user, s.password, []))
+        permissions += [
+            {"user": s.user, "vhost": s.vhost, **everything},
+            {
+                "user": WORKER_USER,
+                "vhost": s.vhost,
+                "configure": "^pimq\\.",
+                "write": "^pimq\\.",
+                "read": "^pimq\\.",
+            },
+            {"user": ADMIN_USER, "vhost": s.vhost, **everything},
+        ]
+    for vhost in PEER_VHOSTS:
+        permissions.append({"user": ADMIN_USER, "vhost": vhost, **everything})
+    vhosts = [{"name": s.vhost} for s in students] + [{"name": v} for v in PEER_VHOSTS]
+    return {"users": users, "vhosts": vhosts, "permissions": permissions}
+
+
+def _start_epmd(port: int, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["epmd", "-port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"epmd did not listen on port {port}")
+
+
+def kill_group(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+@contextmanager
+def private_broker(base: Path, vhosts: int = 60) -> Iterator[Broker]:
+    """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after."""
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    students = [
+        Student(f"s{i:02d}", f"stud{i:02d}", secrets.token_hex(8)) for i in range(1, vhosts + 1)
+    ]
+    admin_pw, worker_pw = "admin-" + secrets.token_hex(6), "worker-" + secrets.token_hex(6)
+    (base / "definitions.json").write_text(json.dumps(_definitions(students, admin_pw, worker_pw)))
+    (base / "enabled_plugins").write_text("[].\n")
+    (base / "rabbitmq-env.conf").write_text("")
+    port, epmd_port = free_port(), free_port()
+    (base / "rabbitmq.conf").write_text(
+        "\n".join(
+            [
+                f"listeners.tcp.default = 127.0.0.1:{port}",
+                f"load_definitions = {base / 'definitions.json'}",
+                f"default_user = {ADMIN_USER}",
+                f"default_pass = {admin_pw}",
+                "disk_free_limit.absolute = 10MB",
+                "vm_memory_high_watermark.relative = 0.3",
+                "log.console = false",
+                "log.file.level = warning",
+                "",
+            ]
+        )
+    )
+    node = f"pimqbench-{secrets.token_hex(4)}@localhost"
+    env = {
+        **os.environ,
+        "HOME": str(base),
+        "ERL_EPMD_PORT": str(epmd_port),
+        "RABBITMQ_NODENAME": node,
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_PID_FILE": str(base / "rabbit.pid"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+    }
+    broker = Broker(node, port, env, base, students, admin_pw, worker_pw)
+    epmd: subprocess.Popen | None = None
+    server: subprocess.Popen | None = None
+    try:
+        epmd = _start_epmd(epmd_port, base / "epmd.out")
+        with open(base / "server.out", "wb") as out:
+            server = subprocess.Popen(
+                [str(RABBIT_BIN / "rabbitmq-server")],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        broker.server_pid = server.pid
+        deadline = time.monotonic() + 150
+        while True:  # await_startup fails at once until the node has registered
+            try:
+                broker.ctl("await_startup", "--timeout", "120", timeout=150)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        try:
+            status = json.loads(broker.ctl("status", "--formatter", "json"))
+            broker.version = str(status.get("rabbitmq_version", "?"))
+        except (RuntimeError, ValueError):
+            pass
+        yield broker
+    finally:
+        if server is not None and server.poll() is None:
+            try:
+                broker.ctl("stop", timeout=60)
+            except Exception:
+                pass
+        kill_group(server)
+        kill_group(epmd)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with private_broker(Path(tempfile.mkdtemp(prefix="pimq-bench-")) / "rabbit", 3) as b:
+        print(f"RabbitMQ {b.version} on 127.0.0.1:{b.port}; admin URL {b.url('s01')}")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,221 @@
+"""Turn bench/out/results.json into the markdown figures of bench/RESULTS.md.
+
+``python bench/report.py [results.json] [--update-results]``
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+
+
+def _status(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("met" if ok else "**missed**")
+
+
+def _get(d: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    wc = _get(r, "wordcount", "variants")
+    if wc:
+        pimq, serial, celery = (wc[n]["median_seconds"] for n in ("pimq", "serial", "celery"))
+        rows.append(
+            (
+                "word count: pimq / one process",
+                "<= 0.75x",
+                f"{pimq / serial:.2f}x ({pimq:.2f} s / {serial:.2f} s)",
+                _status(pimq / serial <= 0.75),
+            )
+        )
+        rows.append(
+            (
+                "word count: pimq / Celery group",
+                "<= 0.5x",
+                f"{pimq / celery:.2f}x ({pimq:.2f} s / {celery:.2f} s)",
+                _status(pimq / celery <= 0.5),
+            )
+        )
+    cpu = r.get("cpu")
+    if cpu:
+        s, p = (cpu["variants"][n]["median_seconds"] for n in ("serial", "pimq"))
+        rows.append(
+            (
+                f"CPU job (pi): efficiency, {cpu['workers']} workers",
+                ">= 90 %",
+                f"{cpu['efficiency'] * 100:.0f} % ({s:.1f} s / ({p:.1f} s x {cpu['workers']}))",
+                _status(cpu["efficiency"] >= 0.9),
+            )
+        )
+    ov = r.get("overhead")
+    if ov:
+        rate = ov["rates"]["pimq"]
+        bare = ov["rates"][f"bare_p{ov['prefetch']}"]
+        rows.append(("no-op shards per second", ">= 4000", f"{rate:.0f}", _status(rate >= 4000)))
+        rows.append(
+            (
+                f"pimq / bare pika loop (same prefetch {ov['prefetch']})",
+                ">= 80 %",
+                f"{ov['ratio'] * 100:.0f} % ({rate:.0f} / {bare:.0f} per s)",
+                _status(ov["ratio"] >= 0.8),
+            )
+        )
+    mem = _get(r, "memory", "vhosts")
+    if mem:
+        row = mem.get("30") or mem.get(30)
+        rows.append(
+            (
+                "RSS of one pimq worker, 30 vhosts (main process)",
+                "<= 80 MB",
+                f"{row['rss_main_mb']:.1f} MB (whole worker with its "
+                f"{row['children']} shard processes: {row['pss_total_mb']:.1f} MB PSS)",
+                _status(row["rss_main_mb"] <= 80),
+            )
+        )
+    cl = r.get("classroom") or {}
+    for name, limit, label in (("fresh", 240, "<= 4 min"), ("second", 30, "<= 30 s")):
+        what = f"provisioning, {'fresh 1 + 3 classroom' if name == 'fresh' else 'second run'}"
+        if cl.get("measured") and name in cl:
+            t = cl[name]
+            ok = t["rc"] == 0 and t["seconds"] <= limit
+            rows.append((what, label, f"{t['seconds']:.0f} s (exit {t['rc']})", _status(ok)))
+        else:
+            rows.append((what, label, "not measured this run", _status(None)))
+    return rows
+
+
+def _variant_table(variants: dict[str, Any], ref: str | None = None) -> list[str]:
+    lines = [
+        "| variant | median s | process s | CPU s (all processes) | runs (s) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    base = variants[ref]["median_seconds"] if ref else None
+    for v in variants.values():
+        runs = ", ".join(f"{x['seconds']:.2f}" for x in v["runs"])
+        rel = f" ({v['median_seconds'] / base:.2f}x)" if base else ""
+        lines.append(
+            f"| {v['label']} | {v['median_seconds']:.3f}{rel} | {v['median_wall']:.2f} "
+            f"| {v['median_cpu']:.2f} | {runs} |"
+        )
+    return lines
+
+
+def figures_markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    out = [
+        f"Run of {m['date']} at `{m['git']}`, {r['repeat']} runs per figure (median), "
+        f"{r['elapsed_seconds'] / 60:.1f} min.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| CPU | {m['nproc']} x {m['cpu_model']} |",
+        f"| memory | {m['memory_gib']} GiB |",
+        f"| OS, kernel | {m['os']}, {m['kernel']} |",
+        f"| Python, pika (runtime `.venv`) | {m['python_runtime']}, {m['pika_runtime']} |",
+        f"| Python, pika, Celery (`.venv-bench`) | {m['python_bench']}, {m['pika_bench']}, "
+        f"{m['celery']} |",
+        f"| RabbitMQ, Erlang | {m.get('rabbitmq')}, {m['erlang']} |",
+        "| load average at start, end | "
+        + ", ".join("/".join(f"{x:.1f}" for x in m[k]) for k in ("load_start", "load_end"))
+        + " |",
+        "",
+        "### Targets",
+        "",
+        "| figure | target | measured | |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets(r)],
+    ]
+    wc = r.get("wordcount")
+    if wc:
+        out += [
+            "",
+            f"### 1. Word count, {wc['bytes'] / 1e6:.1f} MB, count of `{wc['word']}` "
+            f"= {wc['expected']} (every run checked), {wc['workers']} workers, "
+            f"{wc['shards']} shards",
+            "",
+            *_variant_table(wc["variants"], "serial"),
+        ]
+    cpu = r.get("cpu")
+    if cpu:
+        out += [
+            "",
+            f"### 2. CPU-bound job: pi, {cpu['samples']:,} samples, {cpu['workers']} "
+            f"workers: efficiency {cpu['efficiency'] * 100:.0f} %",
+            "",
+            *_variant_table(cpu["variants"], "serial"),
+        ]
+    ov = r.get("overhead")
+    if ov:
+        out += [
+            "",
+            f"### 3. Per-shard overhead: {ov['shards']} no-op shards, {ov['workers']} workers",
+            "",
+            "| variant | shards/s | median s | CPU s |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, v in ov["variants"].items():
+            out.append(
+                f"| {v['label']} | {ov['rates'][name]:.0f} | {v['median_seconds']:.2f} "
+                f"| {v['median_cpu']:.2f} |"
+            )
+    mem = _get(r, "memory", "vhosts")
+    if mem:
+        out += [
+            "",
+            "### 4. Memory of one `pimq worker` (idle, all vhosts connected)",
+            "",
+            "| vhosts | main process RSS | shard processes RSS | whole worker PSS |",
+            "|---:|---:|---:|---:|",
+        ]
+        for n, row in mem.items():
+            out.append(
+                f"| {n} | {row['rss_main_mb']:.1f} MB | {row['rss_children_mb']:.1f} MB "
+                f"({row['children']}) | {row['pss_total_mb']:.1f} MB |"
+            )
+    cv = r.get("curve")
+    if cv:
+        out += [
+            "",
+            "### 6. Speedup curve (speedup = one-process median / pimq median)",
+            "",
+            "| workers | word count s | speedup | pi s | speedup |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for k, row in cv["rows"].items():
+            out.append(
+                f"| {k} | {row['wordcount']['median_seconds']:.2f} | "
+                f"{row['wordcount_speedup']:.2f}x | {row['pi']['median_seconds']:.2f} | "
+                f"{row['pi_speedup']:.2f}x |"
+            )
+        out += ["", "![speedup](speedup.png)"]
+    return "\n".join(out) + "\n"
+
+
+def update_results(path: Path, md: str) -> None:
+    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
+    block = f"{START}\n{md}{END}"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: block, text, flags=re.S)
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    res = json.loads(Path(args[0] if args else "bench/out/results.json").read_text())
+    markdown = figures_markdown(res)
+    print(markdown)
+    if "--update-results" in sys.argv:
+        update_results(Path(__file__).resolve().parent / "RESULTS.md", markdown)

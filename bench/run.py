@@ -1,0 +1,672 @@
+"""pimq benchmarks: every figure of bench/RESULTS.md in one run (``make bench``).
+
+A private RabbitMQ on loopback; then, side by side in the same run, each
+measurement repeated (``--repeat``, median reported) with the variants
+interleaved so that the noise of a shared machine hits them alike:
+
+1. word count (45 MB): pimq vs one Python process vs the tutorials' join
+   pattern (N = 1, 2, 3) vs a Celery group, workers = cores;
+2. CPU-bound job (``pi``): parallel efficiency of pimq;
+3. per-shard overhead: pimq no-op shards vs a bare pika confirm/ack loop;
+4. RSS of one ``pimq worker`` serving 1, 10, 30, 60 vhosts;
+5. (``--with-classroom``) provisioning time of the simulated classroom;
+6. speedup curve, 1 .. cores + 1 workers, as a PNG and a text chart.
+
+Writes ``bench/out/results.json``, ``bench/out/figures.md`` and
+``bench/speedup.png`` (``--update-results`` also refreshes the figures in
+``bench/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broker import Broker, private_broker
+from pimq_fleet import PIMQ_PYTHON, REPO, Fleet, pimq_cmd, pimq_env
+from procs import (
+    children_cpu,
+    median,
+    run_json,
+    spawn,
+    stop,
+    stop_all,
+    tree_cpu,
+    wait_for_text,
+)
+
+BENCH = REPO / "bench"
+BENCH_PY = sys.executable
+DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+WORD = "more"
+COPIES = 40
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- measuring one client run ---------------------------------------------------
+@dataclass
+class Variant:
+    """One way of getting a figure: a client command and the processes that serve it."""
+
+    name: str
+    label: str
+    cmd: list[str]
+    env: dict[str, str] | None = None
+    servers: list[int] = field(default_factory=list)
+    pimq: bool = False  # the client is ``pimq run --json``
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def seconds(self) -> float:
+        return median([r["seconds"] for r in self.runs])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "median_seconds": self.seconds(),
+            "median_wall": median([r["wall"] for r in self.runs]),
+            "median_cpu": median([r["cpu"] for r in self.runs]),
+            "runs": self.runs,
+        }
+
+
+def measure(v: Variant, broker: Broker, expected: int | None) -> dict[str, Any]:
+    """Run the client once. seconds = the client's own timing (read input .. result);
+    wall = the client process end to end; cpu = client + servers + broker CPU seconds."""
+    roots = [*v.servers, broker.server_pid]
+    cpu0, child0 = tree_cpu(roots), children_cpu()
+    doc, wall = run_json(v.cmd, v.env)
+    time.sleep(0.2)  # let servers finish their bookkeeping (acks) before sampling CPU
+    cpu = tree_cpu(roots) - cpu0 + children_cpu() - child0
+    result = doc["result"]
+    seconds = doc["wall_seconds"] if v.pimq else doc["seconds"]
+    if expected is not None and result != expected:
+        raise RuntimeError(f"{v.label}: result {result}, expected {expected}")
+    run = {"seconds": seconds, "wall": wall, "cpu": cpu, "result": result}
+    v.runs.append(run)
+    return run
+
+
+def interleave(
+    variants: list[Variant], broker: Broker, expected: int | None, repeat: int, warmup: bool = True
+) -> None:
+    """Warm-up round (not counted), then ``repeat`` rounds of every variant in turn."""
+    rounds = [("warm-up", False)] if warmup else []
+    rounds += [(f"{i + 1}/{repeat}", True) for i in range(repeat)]
+    for name, counted in rounds:
+        for v in variants:
+            run = measure(v, broker, expected)
+            if not counted:
+                v.runs.pop()
+            say(
+                f"  [{name}] {v.label:<46} {run['seconds']:7.3f} s  "
+                f"(process {run['wall']:6.3f} s, cpu {run['cpu']:6.2f} s)"
+            )
+
+
+# -- the machine ------------------------------------------------------------------
+def _first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    code = "import pika, sys; print(pika.__version__, sys.version.split()[0])"
+    pika_runtime, py_runtime = _first_line([str(PIMQ_PYTHON), "-c", code]).split()
+    import celery
+    import pika
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "python_runtime": py_runtime,
+        "pika_runtime": pika_runtime,
+        "python_bench": platform.python_version(),
+        "pika_bench": pika.__version__,
+        "celery": celery.__version__,
+        "erlang": _first_line(["dpkg-query", "-W", "-f", "${Version}", "erlang-base"]),
+        "load_start": os.getloadavg(),
+        "git": _first_line(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+# -- inputs ---------------------------------------------------------------------
+def corpus(out: Path) -> tuple[Path, int]:
+    """40 copies of tinyshakespeare and the grep count of WORD in it."""
+    path = out / "corpus-45MB.txt"
+    data = DATA.read_bytes()
+    if not path.exists() or path.stat().st_size != len(data) * COPIES:
+        path.write_bytes(data * COPIES)
+    grep = subprocess.run(
+        f"grep -ow -- {WORD} {path} | wc -l",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    return path, int(grep.stdout)
+
+
+def pimq_variant(
+    name: str, label: str, broker: Broker, vhost_index: int, out: Path, fleet: Fleet, *args: str
+) -> Variant:
+    student = broker.students[vhost_index]
+    cfg = broker.student_config(student, out / f"{student.vhost}.yaml")
+    cmd = pimq_cmd("run", *args, "--json", "--timeout", "600")
+    return Variant(name, label, cmd, pimq_env(out, cfg), [p.pid for p in fleet.procs], True)
+
+
+# -- 1. word count --------------------------------------------------------------
+def bench_wordcount(
+    broker: Broker, out: Path, text: Path, expected: int, k: int, repeat: int
+) -> dict[str, Any]:
+    say(
+        f"\n== 1. word count: {text.stat().st_size / 1e6:.1f} MB, count of {WORD!r} "
+        f"(grep: {expected}), {k} workers"
+    )
+    shards = max(4, 4 * k)  # pimq's default for k workers, given to Celery too
+    env_pimq = {**os.environ, "PYTHONPATH": str(REPO / "worker" / "src")}
+    env_celery = {
+        **env_pimq,
+        "BENCH_CELERY_URL": broker.url("celery"),
+        "PYTHONPATH": f"{BENCH}:{REPO / 'worker' / 'src'}",
+    }
+    fleets: list[Fleet] = []
+    helpers: list[subprocess.Popen] = []
+    try:
+        pimq_k = Fleet(broker, out / "wc-pimq", [broker.students[0].vhost], k, 1).start()
+        pimq_pi = Fleet(broker, out / "wc-pimq-pi", [broker.students[1].vhost], 1, k).start()
+        fleets += [pimq_k, pimq_pi]
+        log = out / "celery-worker.log"
+        log.write_text("")
+        celery = spawn(
+            [
+                BENCH_PY,
+                "-m",
+                "celery",
+                "-A",
+                "celery_wordcount",
+                "worker",
+                "--concurrency",
+                str(k),
+                "--pool",
+                "prefork",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+                "-n",
+                "bench@localhost",
+            ],
+            log,
+            env_celery,
+        )
+        helpers.append(celery)
+        wait_for_text(log, "ready.", 1, celery, timeout=90)
+        join_workers: dict[int, list[int]] = {}
+        for n in (1, 2, 3):
+            join_workers[n] = []
+            for i in range(n):
+                jlog = out / f"join{n}-{i}.log"
+                jlog.write_text("")
+                p = spawn(
+                    [
+                        BENCH_PY,
+                        str(BENCH / "join_pattern.py"),
+                        "worker",
+                        str(i),
+                        WORD,
+                        broker.url(f"join{n}"),
+                    ],
+                    jlog,
+                )
+                helpers.append(p)
+                wait_for_text(jlog, "consuming", 1, p)
+                join_workers[n].append(p.pid)
+        serial = [str(PIMQ_PYTHON), str(BENCH / "serial.py"), "wordcount", str(text), WORD]
+        variants = [
+            Variant("serial", "one process, re.findall(rb'\\bmore\\b')", serial, env_pimq),
+            pimq_variant(
+                "pimq",
+                f"pimq, {k} workers x 1 process",
+                broker,
+                0,
+                out,
+                pimq_k,
+                "wordcount",
+                "--word",
+                WORD,
+                str(text),
+            ),
+            Variant(
+                "celery",
+                f"Celery group, {k} processes, {shards} tasks",
+                [BENCH_PY, str(BENCH / "celery_wordcount.py"), str(text), WORD, str(shards)],
+                env_celery,
+                [celery.pid],
+            ),
+            *[
+                Variant(
+                    f"join{n}",
+                    f"join pattern, N = {n}",
+                    [
+                        BENCH_PY,
+                        str(BENCH / "join_pattern.py"),
+                        "run",
+                        str(text),
+                        WORD,
+                        str(n),
+                        broker.url(f"join{n}"),
+                    ],
+                    None,
+                    join_workers[n],
+                )
+                for n in (1, 2, 3)
+            ],
+            pimq_variant(
+                "pimq_pi",
+                f"pimq, 1 worker x {k} processes (a Pi)",
+                broker,
+                1,
+                out,
+                pimq_pi,
+                "wordcount",
+                "--word",
+                WORD,
+                str(text),
+            ),
+            Variant(
+                "serial_str",
+                "one process, re.findall(r'\\bmore\\b') on str",
+                [*serial, "--how", "str"],
+                env_pimq,
+            ),
+            Variant(
+                "serial_pimqfn",
+                "one process, pimq's count_word()",
+                [*serial, "--how", "pimq"],
+                env_pimq,
+            ),
+        ]
+        interleave(variants, broker, expected, repeat)
+        return {
+            "bytes": text.stat().st_size,
+            "word": WORD,
+            "expected": expected,
+            "workers": k,
+            "shards": shards,
+            "variants": {v.name: v.summary() for v in variants},
+        }
+    finally:
+        for f in fleets:
+            f.stop()
+        for p in helpers:
+            stop(p)
+
+
+# -- 2. CPU-bound job -------------------------------------------------------------
+def bench_cpu(broker: Broker, out: Path, k: int, samples: int, repeat: int) -> dict[str, Any]:
+    say(f"\n== 2. CPU-bound job: pi, {samples:,} samples, {k} workers")
+    env_pimq = {**os.environ, "PYTHONPATH": str(REPO / "worker" / "src")}
+    with Fleet(broker, out / "cpu-pimq", [broker.students[2].vhost], k, 1) as fleet:
+        serial = Variant(
+            "serial",
+            "one process, pimq's pi code",
+            [str(PIMQ_PYTHON), str(BENCH / "serial.py"), "pi", str(samples)],
+            env_pimq,
+        )
+        pimq = pimq_variant(
+            "pimq",
+            f"pimq, {k} workers x 1 process",
+            broker,
+            2,
+            out,
+            fleet,
+            "pi",
+            "--samples",
+            str(samples),
+        )
+        interleave([serial, pimq], broker, None, repeat, warmup=False)
+    hits = {r["result"] for r in serial.runs} | {r["result"]["hits"] for r in pimq.runs}
+    if len(hits) != 1:
+        raise RuntimeError(f"pi: serial and pimq disagree on the hit count: {sorted(hits)}")
+    efficiency = serial.seconds() / (pimq.seconds() * k)
+    return {
+        "samples": samples,
+        "workers": k,
+        "efficiency": efficiency,
+        "variants": {"serial": serial.summary(), "pimq": pimq.summary()},
+    }
+
+
+# -- 3. per-shard overhead --------------------------------------------------------
+def bench_overhead(broker: Broker, out: Path, k: int, shards: int, repeat: int) -> dict[str, Any]:
+    prefetch = max(2, 1)  # pimq's automatic prefetch for a worker with 1 process
+    say(f"\n== 3. per-shard overhead: {shards} no-op shards, {k} workers, prefetch {prefetch}")
+    helpers: list[subprocess.Popen] = []
+    try:
+        with Fleet(broker, out / "noop-pimq", [broker.students[3].vhost], k, 1) as fleet:
+            pimq = pimq_variant(
+                "pimq",
+                f"pimq noop, {k} workers",
+                broker,
+                3,
+                out,
+                fleet,
+                "noop",
+                "--shards",
+                str(shards),
+            )
+            variants = [pimq]
+            for pf in (prefetch, 50):
+                pids = []
+                for i in range(k):
+                    log = out / f"bare-p{pf}-{i}.log"
+                    log.write_text("")
+                    p = spawn(
+                        [
+                            BENCH_PY,
+                            str(BENCH / "bare_loop.py"),
+                            "worker",
+                            broker.url("bare"),
+                            "--prefetch",
+                            str(pf),
+                        ],
+                        log,
+                    )
+                    helpers.append(p)
+                    wait_for_text(log, "consuming", 1, p)
+                    pids.append(p.pid)
+                variants.append(
+                    Variant(
+                        f"bare_p{pf}",
+                        f"bare pika loop, {k} consumers, prefetch {pf}",
+                        [
+                            BENCH_PY,
+                            str(BENCH / "bare_loop.py"),
+                            "run",
+                            broker.url("bare"),
+                            str(shards),
+                        ],
+                        None,
+                        pids,
+                    )
+                )
+                interleave(
+                    [pimq, variants[-1]] if pf == prefetch else [variants[-1]],
+                    broker,
+                    shards,
+                    repeat,
+                )
+                for p in helpers:
+                    stop(p)
+                helpers.clear()
+        rates = {v.name: shards / v.seconds() for v in variants}
+        return {
+            "shards": shards,
+            "workers": k,
+            "prefetch": prefetch,
+            "rates": rates,
+            "ratio": rates["pimq"] / rates[f"bare_p{prefetch}"],
+            "variants": {v.name: v.summary() for v in variants},
+        }
+    finally:
+        for p in helpers:
+            stop(p)
+
+
+# -- 4. worker memory -------------------------------------------------------------
+def bench_memory(broker: Broker, out: Path, counts: list[int]) -> dict[str, Any]:
+    import psutil
+
+    say(f"\n== 4. RSS of one pimq worker (default processes) serving {counts} vhosts")
+    rows = {}
+    for n in counts:
+        vhosts = [s.vhost for s in broker.students[:n]]
+        with Fleet(broker, out / f"rss-{n}", vhosts, 1, 0, quiet=True) as fleet:
+            time.sleep(2.0)
+            main = psutil.Process(fleet.procs[0].pid)
+            kids = main.children(recursive=True)
+            rss_main = main.memory_info().rss
+            rss_kids = sum(c.memory_info().rss for c in kids)
+            pss_total = 0
+            for p in [main, *kids]:
+                try:
+                    pss_total += p.memory_full_info().pss
+                except (psutil.Error, AttributeError):
+                    pss_total = 0
+                    break
+            rows[n] = {
+                "rss_main_mb": rss_main / 2**20,
+                "rss_children_mb": rss_kids / 2**20,
+                "children": len(kids),
+                "pss_total_mb": pss_total / 2**20,
+            }
+            say(
+                f"  {n:3d} vhosts: main {rss_main / 2**20:6.1f} MB RSS, {len(kids)} shard "
+                f"processes {rss_kids / 2**20:6.1f} MB RSS, whole worker {pss_total / 2**20:6.1f}"
+                " MB PSS"
+            )
+    return {"vhosts": rows}
+
+
+# -- 6. speedup curve ---------------------------------------------------------------
+def bench_curve(
+    broker: Broker,
+    out: Path,
+    text: Path,
+    expected: int,
+    ks: list[int],
+    samples: int,
+    repeat: int,
+    serial_wc: float,
+    serial_pi: float,
+) -> dict[str, Any]:
+    say(f"\n== 6. speedup curve: {ks} workers (1 process each)")
+    rows: dict[int, dict[str, Any]] = {}
+    for k in ks:
+        with Fleet(broker, out / f"curve-{k}", [broker.students[4].vhost], k, 1) as fleet:
+            wc = pimq_variant(
+                "wc",
+                f"pimq wordcount, {k} workers",
+                broker,
+                4,
+                out,
+                fleet,
+                "wordcount",
+                "--word",
+                WORD,
+                str(text),
+            )
+            pi = pimq_variant(
+                "pi",
+                f"pimq pi, {k} workers",
+                broker,
+                4,
+                out,
+                fleet,
+                "pi",
+                "--samples",
+                str(samples),
+            )
+            interleave([wc], broker, expected, repeat)
+            interleave([pi], broker, None, repeat, warmup=False)
+        rows[k] = {
+            "wordcount": wc.summary(),
+            "pi": pi.summary(),
+            "wordcount_speedup": serial_wc / wc.seconds(),
+            "pi_speedup": serial_pi / pi.seconds(),
+        }
+    return {"workers": ks, "rows": rows}
+
+
+# -- 5. provisioning ----------------------------------------------------------------
+def bench_classroom() -> dict[str, Any]:
+    say(
+        "\n== 5. provisioning the simulated classroom (make clean && make provision; "
+        "make provision)"
+    )
+    timings = {}
+    for name, cmd in (("fresh", "make clean && make provision"), ("second", "make provision")):
+        start = time.perf_counter()
+        log = BENCH / "out" / f"provision-{name}.log"
+        with open(log, "wb") as f:
+            rc = subprocess.run(
+                ["bash", "-c", cmd], cwd=REPO, stdout=f, stderr=subprocess.STDOUT
+            ).returncode
+        timings[name] = {"seconds": time.perf_counter() - start, "rc": rc, "log": str(log)}
+        say(f"  {name}: {timings[name]['seconds']:.1f} s (exit {rc})")
+    return {"measured": True, **timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median; 3)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="workers for the side-by-side figures (cores)",
+    )
+    parser.add_argument(
+        "--pi-samples",
+        type=int,
+        default=100_000_000,
+        help="samples of the CPU-bound job (>= 10 s serial here)",
+    )
+    parser.add_argument("--noop-shards", type=int, default=10_000)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one run each, smaller CPU job (a smoke test, not figures)",
+    )
+    parser.add_argument("--only", help="comma-separated: wordcount,cpu,overhead,memory,curve")
+    parser.add_argument(
+        "--with-classroom",
+        action="store_true",
+        help="also time provisioning (minutes; needs Docker; runs make clean)",
+    )
+    parser.add_argument(
+        "--update-results", action="store_true", help="write the figures into bench/RESULTS.md"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeat, args.pi_samples, args.noop_shards = 1, 10_000_000, 2000
+    only = set((args.only or "wordcount,cpu,overhead,memory,curve").split(","))
+    out = BENCH / "out"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    k = args.workers
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "command": "make bench  (= bench/run.sh " + " ".join(argv or sys.argv[1:]) + ")",
+        "machine": machine(),
+        "repeat": args.repeat,
+    }
+    text, expected = corpus(out)
+    try:
+        with private_broker(out / "rabbit", vhosts=60) as broker:
+            results["machine"]["rabbitmq"] = broker.version
+            say(f"RabbitMQ {broker.version} on 127.0.0.1:{broker.port}")
+            if "wordcount" in only:
+                results["wordcount"] = bench_wordcount(broker, out, text, expected, k, args.repeat)
+            if "cpu" in only:
+                results["cpu"] = bench_cpu(broker, out, k, args.pi_samples, args.repeat)
+            if "overhead" in only:
+                results["overhead"] = bench_overhead(broker, out, k, args.noop_shards, args.repeat)
+            if "memory" in only:
+                results["memory"] = bench_memory(broker, out, [1, 10, 30, 60])
+            if "curve" in only:
+                serial_wc = results.get("wordcount", {}).get("variants", {}).get("serial", {}).get(
+                    "median_seconds"
+                ) or measure_serial_wc(broker, text, expected)
+                serial_pi = results.get("cpu", {}).get("variants", {}).get("serial", {}).get(
+                    "median_seconds"
+                ) or measure_serial_pi(broker, args.pi_samples)
+                results["curve"] = bench_curve(
+                    broker,
+                    out,
+                    text,
+                    expected,
+                    list(range(1, k + 2)),
+                    args.pi_samples,
+                    args.repeat,
+                    serial_wc,
+                    serial_pi,
+                )
+    finally:
+        stop_all()
+    results["classroom"] = bench_classroom() if args.with_classroom else {"measured": False}
+    results["machine"]["load_end"] = os.getloadavg()
+    results["elapsed_seconds"] = time.perf_counter() - started
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    from plot import plot, text_chart
+    from report import figures_markdown, update_results
+
+    if "curve" in results:
+        plot(results, BENCH / "speedup.png")
+        print(text_chart(results))
+    md = figures_markdown(results)
+    (out / "figures.md").write_text(md)
+    print(md)
+    if args.update_results:
+        update_results(BENCH / "RESULTS.md", md)
+    say(
+        f"\nbench done in {results['elapsed_seconds'] / 60:.1f} min; bench/out/results.json, "
+        "bench/out/figures.md, bench/speedup.png"
+    )
+    return 0
+
+
+def _serial(cmd: list[str], broker: Broker, expected: int | None) -> float:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "worker" / "src")}
+    v = Variant("serial", "serial", cmd, env)
+    measure(v, broker, expected)
+    return v.seconds()
+
+
+def measure_serial_wc(broker: Broker, text: Path, expected: int) -> float:
+    return _serial(
+        [str(PIMQ_PYTHON), str(BENCH / "serial.py"), "wordcount", str(text), WORD], broker, expected
+    )
+
+
+def measure_serial_pi(broker: Broker, samples: int) -> float:
+    return _serial([str(PIMQ_PYTHON), str(BENCH / "serial.py"), "pi", str(samples)], broker, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
