@@ -1,0 +1,120 @@
+"""Roster changes touch exactly the students concerned; a bad roster changes nothing."""
+
+from __future__ import annotations
+
+import re
+
+import nodes
+import pytest
+
+pytestmark = [pytest.mark.classroom, pytest.mark.timeout(2400)]
+
+
+def roster_with(room: nodes.Room, **states) -> list[dict]:
+    """The room's roster with some students' state changed or students added."""
+    out = [dict(s) for s in room.roster]
+    by_name = {s["name"]: s for s in out}
+    key = room.roster[0].get("ssh_key")
+    for name, state in states.items():
+        if name in by_name:
+            by_name[name]["state"] = state
+        else:
+            out.append({"name": name, "full_name": name.title(), "ssh_key": key, "state": state})
+    return out
+
+
+def mentions(items: set[str], name: str) -> set[str]:
+    """State items that belong to one student (their name is one of the item's words)."""
+    return {i for i in items if name in re.split(r"[\s@/]+", i)}
+
+
+def test_remove_then_add_a_student_touches_exactly_theirs(converged, room, converge_vars, creds):
+    victim = room.students[-1]
+    before = nodes.room_state(room)
+    assert mentions(before, victim)
+    try:
+        run = nodes.playbook(
+            "site.yml",
+            extra_vars={**converge_vars, "pimq_students": roster_with(room, **{victim: "absent"})},
+        )
+        assert run.rc == 0, run.tail()
+        removed_state = nodes.room_state(room)
+        assert removed_state - before == set(), "removing a student added something"
+        assert before - removed_state == mentions(before, victim), sorted(before - removed_state)
+        assert nodes.ssh(room, victim, "true", check=False).returncode != 0
+
+        newcomer = "dave"
+        with nodes.PsSampler(room.nodes) as sampler:
+            run = nodes.playbook(
+                "site.yml",
+                extra_vars={
+                    **converge_vars,
+                    "pimq_students": roster_with(room, **{victim: "absent", newcomer: "present"}),
+                },
+            )
+        assert run.rc == 0, run.tail()
+        added_state = nodes.room_state(room)
+        assert removed_state - added_state == set(), "adding a student removed something"
+        assert added_state - removed_state == mentions(added_state, newcomer), sorted(
+            added_state - removed_state
+        )
+        fresh = nodes.credentials()
+        assert newcomer in fresh.students
+        assert sampler.leaks(fresh.all()) == [], "password in argv while adding a student"
+        assert nodes.find_secrets(run.output, fresh.all()) == []
+        # The newcomer can work at once.
+        from conftest import Student
+
+        assert Student(room, newcomer).try_vhost()["consumed"] == f"hello {newcomer}"
+    finally:
+        run = nodes.playbook(
+            "site.yml",
+            extra_vars={**converge_vars, "pimq_students": roster_with(room, dave="absent")},
+        )
+        assert run.rc == 0, run.tail()
+        (nodes.INVENTORY / "credentials" / "students" / "dave.txt").unlink(missing_ok=True)
+    assert nodes.room_state(room) == before
+    assert nodes.credentials().students == creds.students, (
+        "a re-added student must keep their password"
+    )
+
+
+BAD_ROSTERS = {
+    "several-bad-entries": (
+        [
+            {"name": "alice"},
+            {"name": "alice"},
+            {"name": "Bad Name"},
+            {"name": "erin", "shoe_size": 42},
+            {"name": "root"},
+            {"name": "frank", "state": "gone"},
+            {"full_name": "No Name"},
+            {"name": "grace"},
+        ],
+        [
+            "entry #2 (alice): duplicate name",
+            "entry #3 (Bad Name)",
+            "entry #4 (erin): unknown key(s) shoe_size",
+            "entry #5 (root): name 'root' is reserved",
+            "entry #6 (frank): state 'gone'",
+            "entry #7: missing 'name'",
+        ],
+    ),
+    "empty": ([], ["pimq_students is empty"]),
+    "not-a-list": ({"name": "alice"}, ["pimq_students must be a list"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ROSTERS))
+def test_bad_roster_fails_before_any_host_changes(converged, room, converge_vars, case):
+    roster, expected = BAD_ROSTERS[case]
+    before = nodes.room_state(room)
+    run = nodes.playbook("site.yml", extra_vars={**converge_vars, "pimq_students": roster})
+    assert run.rc != 0
+    for fragment in expected:
+        assert fragment in run.output, f"{fragment!r} not reported:\n{run.tail(40)}"
+    assert run.total("changed") == 0, run.recap
+    # Nothing ran on a host: only the preflight play, on the control machine.
+    assert "PLAY [Common" not in run.output
+    assert nodes.room_state(room) == before
+    assert not (nodes.INVENTORY / "credentials" / "students" / "grace.txt").exists()

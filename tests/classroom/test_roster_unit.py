@@ -1,0 +1,100 @@
+"""Pure logic of the roster filters (no classroom needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PLUGIN = (
+    Path(__file__).resolve().parents[2] / "roles" / "pimq" / "filter_plugins" / "pimq_roster.py"
+)
+spec = importlib.util.spec_from_file_location("pimq_roster", PLUGIN)
+roster = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(roster)
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1x alice@laptop"
+
+
+def test_valid_roster_has_no_errors():
+    assert (
+        roster.roster_errors(
+            [
+                {"name": "alice", "full_name": "Alice L", "ssh_key": KEY, "state": "present"},
+                {"name": "bob_2"},
+                {"name": "c-3", "state": "absent"},
+            ]
+        )
+        == []
+    )
+
+
+def test_every_bad_entry_is_reported_at_once():
+    errors = roster.roster_errors(
+        [
+            {"name": "ok"},
+            {"name": "ok"},
+            {"name": "9lives"},
+            {"name": "x", "e-mail": "x@y"},
+            "just-a-string",
+            {"name": "root"},
+            {"name": "y", "state": "maybe"},
+            {"name": "z", "ssh_key": "nope"},
+            {"name": "w", "full_name": "W: the, one"},
+            {"name": "a" * 33},
+        ],
+        reserved=["root"],
+    )
+    joined = "\n".join(errors)
+    for fragment in (
+        "#2 (ok): duplicate",
+        "#3 (9lives)",
+        "#4 (x): unknown key(s) e-mail",
+        "#5: must be a mapping",
+        "#6 (root): name 'root' is reserved",
+        "#7 (y): state 'maybe'",
+        "#8 (z): ssh_key",
+        "#9 (w): full_name",
+        "#10 (" + "a" * 33 + ")",
+    ):
+        assert fragment in joined, fragment
+    assert len(errors) == 9
+
+
+@pytest.mark.parametrize(
+    "value,fragment", [([], "is empty"), (None, "is empty"), ({"name": "a"}, "must be a list")]
+)
+def test_empty_or_malformed_roster(value, fragment):
+    assert fragment in roster.roster_errors(value)[0]
+
+
+def test_empty_roster_allowed_when_asked():
+    assert roster.roster_errors([], allow_empty=True) == []
+
+
+def test_tenant_state():
+    state = roster.tenant_state(
+        [{"name": "a"}, {"name": "b", "state": "absent"}, {"name": "c"}],
+        {"a": "pa", "c": "pc"},
+        "pimq-worker",
+        "pw",
+        ["management"],
+        10,
+        20,
+    )
+    assert [v["name"] for v in state["vhosts"]] == ["a", "c"]
+    assert state["vhosts"][0]["limits"] == {"max-connections": 10, "max-queues": 20}
+    assert state["vhosts_absent"] == state["users_absent"] == ["b"]
+    users = {u["name"]: u for u in state["users"]}
+    assert users["a"]["permissions"] == [
+        {"vhost": "a", "configure": ".*", "write": ".*", "read": ".*"}
+    ]
+    assert [p["vhost"] for p in users["pimq-worker"]["permissions"]] == ["a", "c"]
+    assert {p["read"] for p in users["pimq-worker"]["permissions"]} == {r"^pimq\."}
+
+
+def test_password_terms_end_in_txt():
+    assert roster.password_terms(["a"], "/x/creds/", 16) == [
+        "/x/creds/a.txt length=16 chars=ascii_letters,digits"
+    ]

@@ -1,0 +1,50 @@
+"""site.yml converges, is idempotent, and --check --diff on a converged room is a no-op."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.classroom, pytest.mark.timeout(1800)]
+
+
+def test_site_converges(converged, room):
+    run = converged.first
+    assert run.rc == 0, run.tail()
+    assert set(room.nodes) <= set(run.recap), run.recap
+    assert run.total("failed") == 0 and run.total("unreachable") == 0, run.recap
+
+
+def test_second_run_changes_nothing(converged):
+    run = converged.second
+    assert run.rc == 0, run.tail()
+    changed = {h: r["changed"] for h, r in run.recap.items() if r["changed"]}
+    assert not changed, f"second run changed something: {changed}\n{run.tail(120)}"
+
+
+def test_check_diff_changes_nothing_and_fails_nothing(converged):
+    run = converged.check
+    assert run.rc == 0, run.tail()
+    assert run.total("failed") == 0, run.tail()
+    changed = {h: r["changed"] for h, r in run.recap.items() if r["changed"]}
+    assert not changed, f"--check --diff reports changes: {changed}\n{run.tail(120)}"
+
+
+def test_every_node_resolves_every_other(converged, room):
+    for node in room.nodes:
+        for other in room.nodes:
+            out = __import__("nodes").on_node(node, ["getent", "hosts", other]).stdout
+            assert other in out, (node, other, out)
+
+
+def test_status_reports_brokers_workers_and_queues(converged, room):
+    import nodes
+
+    run = nodes.playbook("status.yml")
+    assert run.rc == 0, run.tail()
+    assert run.total("changed") == 0
+    for node in room.nodes:
+        assert f"node {node} (" in run.output
+    assert run.output.count("rabbitmq-server: active") == len(room.nodes), run.tail(100)
+    assert run.output.count("pimq-worker: active") == len(room.workers), run.tail(100)
+    for name in room.students:
+        assert f"- {name:<12} pimq.tasks" in run.output, run.tail(100)
