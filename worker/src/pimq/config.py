@@ -25,13 +25,10 @@ class WorkerConfig:
     port: int = 5672
     processes: int = 0  # 0 = one per CPU core
     heartbeat: int = 30
-    prefetch: int = 0  # per vhost; 0 = automatic (the number of processes)
+    prefetch: int = 0  # per vhost; 0 = automatic (see Worker.prefetch_for)
 
     def pool_size(self) -> int:
         return self.processes or os.cpu_count() or 1
-
-    def prefetch_count(self) -> int:
-        return self.prefetch or max(2, self.pool_size())
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Runs on one pika ``SelectConnection``: shards are published pipelined with
 publisher confirms while results are consumed. If the connection is lost
 (broker restart), it reconnects and re-publishes every shard not yet
-confirmed; results sit in a durable per-job queue meanwhile. Exactly one
-result per shard index is kept (redeliveries produce duplicates).
+confirmed or without a result (results are transient, so a restart may
+lose some; shards are persistent). Exactly one result per shard index is
+kept (redeliveries and re-publications produce duplicates).
 """
 
 from __future__ import annotations
@@ -195,7 +196,11 @@ class Controller:
             self._say("pimq: reconnected")
         self.lost_since = None
         self.backoff = 0.5
-        if self.bodies is None:
+        if self.bodies is not None:
+            # Results are transient (fast confirms): a broker restart may have
+            # lost some, so every shard without a result goes out again.
+            self.confirmed.clear()
+        else:
             self.connected_once = True
             self.bodies = self.make_bodies(frame.method.consumer_count)
             if self.want_progress:

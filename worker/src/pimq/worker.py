@@ -1,21 +1,18 @@
 """The worker daemon: every student vhost on one I/O thread, shards in a pool.
 
 * One :class:`pika.SelectConnection` per vhost, all on one shared IOLoop.
-* Deliveries wait in a per-vhost deque; :meth:`Worker.fill` hands them to the
-  process pool round-robin across vhosts, so students share the pool fairly.
+* Deliveries wait in a per-vhost deque; :meth:`Worker.fill` hands them to
+  idle pool processes (:mod:`pimq.pool`, pipes watched by the same IOLoop)
+  round-robin across vhosts, so students share the pool fairly.
 * A finished shard's result is published with a publisher confirm and the
-  shard is acked when that confirm arrives (``add_callback_threadsafe``
-  brings the pool's outcome back to the I/O thread).
+  shard is acked when that confirm arrives.
 * A shard that raises is re-published with ``pimq-attempt`` + 1 and acked;
   after :data:`MAX_ATTEMPTS` it goes to ``pimq.dead`` with the traceback.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import functools
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -30,9 +27,9 @@ from pika.adapters.select_connection import IOLoop
 
 from pimq import amqp, jobs, topology
 from pimq.config import WorkerConfig
-from pimq.execute import Outcome, child_init, execute, last_line
+from pimq.execute import Outcome, last_line
+from pimq.pool import ShardPool
 from pimq.wire import (
-    PERSISTENT,
     BadMessage,
     Shard,
     dead_properties,
@@ -47,7 +44,9 @@ log = logging.getLogger("pimq.worker")
 MAX_ATTEMPTS = 3
 BACKOFF_MAX = 30.0
 CANCEL_MEMORY = 6 * 3600.0
-RESULT_PROPS = pika.BasicProperties(delivery_mode=PERSISTENT, content_type="application/json")
+# Results are transient: their confirms need no disk write. If a broker restart
+# loses one, the controller re-publishes every shard it has no result for.
+RESULT_PROPS = pika.BasicProperties(delivery_mode=1, content_type="application/json")
 
 
 @dataclass
@@ -76,6 +75,8 @@ class VhostLink:
         self.consumer_tag: str | None = None
         self.cancelled: dict[str, float] = {}
         self.closed = True
+        self.avg_seconds = 1.0  # moving average of this vhost's shard times
+        self.prefetch = 0
 
     # -- connection life cycle -------------------------------------------
     def connect(self) -> None:
@@ -151,7 +152,8 @@ class VhostLink:
         name = topology.control_queue(socket.gethostname(), os.getpid(), self.generation)
         ch.queue_declare(queue=name, exclusive=True, auto_delete=True)
         ch.queue_bind(queue=name, exchange=topology.CONTROL, routing_key="")
-        ch.basic_qos(prefetch_count=self.worker.cfg.prefetch_count())
+        self.prefetch = self.worker.prefetch_for(self.avg_seconds)
+        ch.basic_qos(prefetch_count=self.prefetch, global_qos=True)
         ch.basic_consume(queue=name, on_message_callback=self._on_control, auto_ack=True)
         self.consumer_tag = ch.basic_consume(
             queue=topology.TASKS, on_message_callback=self._on_task, callback=self._on_consuming
@@ -288,6 +290,14 @@ class VhostLink:
             self.publish(topology.RESULTS, shard.reply_to, failure, RESULT_PROPS)
 
     # -- outcome of a shard (on the I/O thread) --------------------------
+    def _adapt_prefetch(self, seconds: float) -> None:
+        """Quick shards need a deeper pipeline than slow ones (see prefetch_for)."""
+        self.avg_seconds = 0.8 * self.avg_seconds + 0.2 * seconds
+        wanted = self.worker.prefetch_for(self.avg_seconds)
+        if wanted != self.prefetch and self.channel is not None:
+            self.prefetch = wanted
+            self.channel.basic_qos(prefetch_count=wanted, global_qos=True)
+
     def finish(self, d: Delivery, ok: bool, seconds: float, payload: bytes, tb: str) -> None:
         shard = d.shard
         if d.generation != self.generation or self.channel is None:
@@ -308,6 +318,7 @@ class VhostLink:
         if shard.job in self.cancelled:
             settle(True)
             return
+        self._adapt_prefetch(seconds)
         if ok:
             if self.worker.log_shards:
                 log.info(
@@ -355,25 +366,12 @@ class Worker:
         self.log_shards = log_shards
         self.ioloop = IOLoop()
         self.pool_size = cfg.pool_size()
-        self.capacity = self.pool_size * 2
-        self.pool: cf.ProcessPoolExecutor | None = None
-        self.inflight = 0
+        self.pool = ShardPool(self.pool_size, self.ioloop, self._done)
         self.ready: deque[VhostLink] = deque()
         self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
         self.stopping = False
         self.signalled = 0
         self.deadline = 0.0
-
-    def _new_pool(self) -> cf.ProcessPoolExecutor:
-        pool = cf.ProcessPoolExecutor(
-            max_workers=self.pool_size,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=child_init,
-        )
-        # Start every pool process now, before the I/O loop runs.
-        for f in [pool.submit(time.sleep, 0) for _ in range(self.pool_size)]:
-            f.result()
-        return pool
 
     def run(self) -> int:
         cfg = self.cfg
@@ -386,7 +384,7 @@ class Worker:
             cfg.port,
             cfg.heartbeat,
         )
-        self.pool = self._new_pool()
+        self.pool.start()
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             for link in self.links:
@@ -396,9 +394,19 @@ class Worker:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            self._shutdown_pool(force=self.inflight > 0)
+            self.pool.shutdown(force=self.pool.busy > 0)
         log.info("pimq worker stopped")
         return 0
+
+    def prefetch_for(self, avg_seconds: float) -> int:
+        """Unacked shards per vhost: one per process while shards take a while
+        (a busy Pi never sits on work another could take); a deeper pipeline
+        for quick shards, where the round trip to the broker dominates."""
+        if self.cfg.prefetch:
+            return self.cfg.prefetch
+        if avg_seconds < 0.02:
+            return max(32, 4 * self.pool_size)
+        return max(2, self.pool_size)
 
     # -- scheduling --------------------------------------------------------
     def enqueue(self, link: VhostLink) -> None:
@@ -408,7 +416,8 @@ class Worker:
         self.fill()
 
     def fill(self) -> None:
-        while self.inflight < self.capacity and self.ready and not self.stopping:
+        pool = self.pool
+        while self.ready and pool.has_idle() and not self.stopping:
             link = self.ready.popleft()
             link.in_ready = False
             if not link.pending:
@@ -417,36 +426,10 @@ class Worker:
             if link.pending:
                 link.in_ready = True
                 self.ready.append(link)
-            self._submit(d)
+            s = d.shard
+            pool.submit(d, (s.kind, s.body, s.params_json, s.job, s.index, self.name))
 
-    def _submit(self, d: Delivery) -> None:
-        s = d.shard
-        assert self.pool is not None
-        try:
-            future = self.pool.submit(
-                execute, s.kind, s.body, s.params_json, s.job, s.index, self.name
-            )
-        except cf.process.BrokenProcessPool:
-            log.error("the shard process pool broke; starting a new one")
-            self.pool = self._new_pool()
-            future = self.pool.submit(
-                execute, s.kind, s.body, s.params_json, s.job, s.index, self.name
-            )
-        self.inflight += 1
-        future.add_done_callback(
-            lambda f: self.ioloop.add_callback_threadsafe(functools.partial(self._done, d, f))
-        )
-
-    def _done(self, d: Delivery, future: cf.Future) -> None:
-        self.inflight -= 1
-        try:
-            outcome: Outcome = future.result()
-        except Exception as exc:  # the pool process died (killed, out of memory, ...)
-            outcome = (False, 0.0, b"", f"shard process died: {exc!r}")
-            if self.pool is not None and getattr(self.pool, "_broken", False):
-                log.error("the shard process pool broke; starting a new one")
-                old, self.pool = self.pool, self._new_pool()
-                old.shutdown(wait=False)
+    def _done(self, d: Delivery, outcome: Outcome) -> None:
         d.link.finish(d, *outcome)
         self.fill()
         if self.stopping:
@@ -463,7 +446,7 @@ class Worker:
             self.begin_stop()
         if self.stopping:
             if time.monotonic() >= self.deadline:
-                log.warning("drain timeout: giving back %d running shard(s)", self.inflight)
+                log.warning("drain timeout: giving back %d running shard(s)", self.pool.busy)
                 self._close_all()
                 self.deadline = float("inf")
                 self.ioloop.call_later(5.0, self.ioloop.stop)
@@ -472,7 +455,7 @@ class Worker:
         self.ioloop.call_later(0.2, self._tick)
 
     def begin_stop(self) -> None:
-        log.info("stopping: no new shards; waiting for %d running shard(s)", self.inflight)
+        log.info("stopping: no new shards; waiting for %d running shard(s)", self.pool.busy)
         self.stopping = True
         self.deadline = time.monotonic() + self.drain_timeout
         if self.signalled > 1:
@@ -483,7 +466,7 @@ class Worker:
         self.check_drained()
 
     def check_drained(self) -> None:
-        if self.inflight == 0 and not any(link.busy() for link in self.links):
+        if self.pool.busy == 0 and not any(link.busy() for link in self.links):
             self._close_all()
 
     def _close_all(self) -> None:
@@ -494,12 +477,3 @@ class Worker:
     def link_closed(self) -> None:
         if self.stopping and all(link.closed for link in self.links):
             self.ioloop.stop()
-
-    def _shutdown_pool(self, force: bool) -> None:
-        pool, self.pool = self.pool, None
-        if pool is None:
-            return
-        if force:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()
-        pool.shutdown(wait=not force, cancel_futures=True)

@@ -63,11 +63,73 @@ def token_pattern() -> re.Pattern:
     return re.compile(f"[{WORD_CLASS}]+")
 
 
+@lru_cache(maxsize=1)
+def word_char() -> re.Pattern:
+    return re.compile(f"[{WORD_CLASS}]")
+
+
+ASCII_WORD_BYTES = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
+
+
+def _is_word(piece: bytes) -> bool:
+    """Is this UTF-8 encoded character a word character? Invalid bytes are not."""
+    try:
+        return word_char().match(piece.decode("utf-8")) is not None
+    except UnicodeDecodeError:
+        return False
+
+
+def _word_before(body: bytes, i: int) -> bool:
+    if i == 0:
+        return False
+    b = body[i - 1]
+    if b < 0x80:
+        return b in ASCII_WORD_BYTES
+    k = i - 1
+    while k > max(0, i - 4) and 0x80 <= body[k] < 0xC0:
+        k -= 1
+    return _is_word(body[k:i])
+
+
+def _word_after(body: bytes, j: int) -> bool:
+    if j >= len(body):
+        return False
+    b = body[j]
+    if b < 0x80:
+        return b in ASCII_WORD_BYTES
+    size = 2 if 0xC0 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 else 4 if 0xF0 <= b < 0xF8 else 0
+    return bool(size) and _is_word(body[j : j + size])
+
+
+def count_exact(body: bytes, needle: bytes) -> int:
+    """Occurrences of ``needle`` with no word character on either side.
+
+    Works on the UTF-8 bytes directly: a valid UTF-8 needle can only match at
+    character boundaries, and only the two neighbouring characters need
+    decoding. Same answer as the regex ``(?<!\\w)W(?!\\w)`` over the
+    decoded text, an order of magnitude faster.
+    """
+    count = 0
+    find = body.find
+    size = len(needle)
+    i = find(needle)
+    while i != -1:
+        j = i + size
+        if not _word_before(body, i) and not _word_after(body, j):
+            count += 1
+            i = find(needle, j)
+        else:
+            i = find(needle, i + 1)
+    return count
+
+
 def count_word(body: bytes, word: str, ignore_case: bool = False) -> int:
-    # Fast path: ASCII text and an ASCII word never need decoding, and
-    # case-insensitive ASCII matching is the same in grep and in re.
+    if not ignore_case:
+        return count_exact(body, word.encode())
+    # ASCII text and word: case-insensitive matching is the same in grep and
+    # in re, and bytes.lower() only folds ASCII.
     if body.isascii() and word.isascii():
-        return len(word_pattern(word, ignore_case, True).findall(body))
+        return count_exact(body.lower(), word.lower().encode())
     return len(word_pattern(word, ignore_case, False).findall(decode(body)))
 
 

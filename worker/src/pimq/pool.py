@@ -1,0 +1,135 @@
+"""A pool of forked shard processes driven from the pika IOLoop (no threads).
+
+Each child owns one pipe. The I/O thread sends a task only to an idle child
+and watches every pipe with ``ioloop.add_handler``, so results come back on
+the I/O thread itself: no executor threads, no locks, no GIL contention with
+the broker I/O. A child that dies is replaced; its shard is reported failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection, Pipe
+from typing import Any
+
+from pimq.execute import Outcome, child_init, execute
+
+log = logging.getLogger("pimq.worker")
+
+READ = 0x0001  # pika's select_connection READ event
+
+
+def _child_loop(conn: Connection) -> None:
+    child_init()
+    keep = conn.fileno()
+    os.closerange(3, keep)  # sockets and other children's pipes inherited by fork
+    os.closerange(keep + 1, 65536)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(execute(*task))
+
+
+class Child:
+    def __init__(self) -> None:
+        parent, child = Pipe(duplex=True)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                parent.close()
+                _child_loop(child)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        child.close()
+        self.pid = pid
+        self.conn = parent
+        self.token: Any = None
+
+    @property
+    def fd(self) -> int:
+        return self.conn.fileno()
+
+
+class ShardPool:
+    def __init__(self, size: int, ioloop: Any, on_result: Callable[[Any, Outcome], None]) -> None:
+        self.size = size
+        self.ioloop = ioloop
+        self.on_result = on_result
+        self.children: dict[int, Child] = {}
+        self.idle: list[Child] = []
+
+    def start(self) -> None:
+        for _ in range(self.size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        child = Child()
+        self.children[child.fd] = child
+        self.idle.append(child)
+        self.ioloop.add_handler(child.fd, self._on_readable, READ)
+
+    @property
+    def busy(self) -> int:
+        return len(self.children) - len(self.idle)
+
+    def has_idle(self) -> bool:
+        return bool(self.idle)
+
+    def submit(self, token: Any, task: tuple) -> None:
+        child = self.idle.pop()
+        child.token = token
+        try:
+            child.conn.send(task)
+        except OSError:
+            self._died(child)
+
+    def _on_readable(self, fd: int, _events: int) -> None:
+        child = self.children.get(fd)
+        if child is None:
+            return
+        try:
+            outcome = child.conn.recv()
+        except (EOFError, OSError):
+            self._died(child)
+            return
+        token, child.token = child.token, None
+        self.idle.append(child)
+        if token is not None:
+            self.on_result(token, outcome)
+
+    def _reap(self, child: Child, kill: bool) -> int:
+        self.ioloop.remove_handler(child.fd)
+        self.children.pop(child.fd, None)
+        if child in self.idle:
+            self.idle.remove(child)
+        child.conn.close()
+        if kill:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            _pid, status = os.waitpid(child.pid, 0)
+        except ChildProcessError:
+            return -1
+        return os.waitstatus_to_exitcode(status)
+
+    def _died(self, child: Child) -> None:
+        token = child.token
+        code = self._reap(child, kill=True)
+        log.error("a shard process died (exit code %s); starting a new one", code)
+        self._spawn()
+        if token is not None:
+            self.on_result(token, (False, 0.0, b"", f"shard process died (exit code {code})"))
+
+    def shutdown(self, force: bool = False) -> None:
+        for child in list(self.children.values()):
+            self._reap(child, kill=force or child.token is not None)
