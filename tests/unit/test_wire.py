@@ -97,6 +97,7 @@ def test_retry_and_dead_properties_keep_the_shard() -> None:
 
 
 def test_control_messages() -> None:
-    assert wire.decode_control(wire.encode_cancel("ab12cd34")) == "ab12cd34"
+    assert wire.decode_control(wire.encode_cancel("ab12cd34")) == ("ab12cd34", "cancelled")
+    assert wire.decode_control(wire.encode_cancel("ab12cd34", "done")) == ("ab12cd34", "done")
     assert wire.decode_control(b"nonsense") is None
     assert wire.decode_control(b'{"cancel": "../x"}') is None

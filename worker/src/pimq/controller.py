@@ -319,7 +319,9 @@ class Controller:
             return
         self.finishing = True
         ch = self.channel
-        if cancel:
-            ch.basic_publish(topology.CONTROL, "", encode_cancel(self.job), CONTROL_PROPS)
-            self.confirms.published(None)
+        # Tell the workers the job is over: they drop whatever of it is left
+        # (the rest of a cancelled job, or duplicates after a reconnect).
+        reason = "cancelled" if cancel else "done"
+        ch.basic_publish(topology.CONTROL, "", encode_cancel(self.job, reason), CONTROL_PROPS)
+        self.confirms.published(None)
         ch.queue_delete(queue=self.queue, callback=lambda _f: self.conn.close())

@@ -16,7 +16,8 @@ these headers:
 
 A result is a small JSON object (see :func:`encode_result`). A dead letter is
 the original message with ``pimq-reason`` (one line) and, where a job raised,
-``pimq-traceback`` added. A control message is JSON ``{"cancel": "<job>"}``.
+``pimq-traceback`` added. A control message is JSON
+``{"cancel": "<job>", "reason": "cancelled" | "done"}``.
 """
 
 from __future__ import annotations
@@ -213,15 +214,19 @@ def decode_result(body: bytes) -> Result:
         raise BadMessage(f"malformed result: {exc}") from None
 
 
-def encode_cancel(job: str) -> bytes:
-    return json.dumps({"cancel": job}).encode()
+def encode_cancel(job: str, reason: str = "cancelled") -> bytes:
+    """Drop the job's remaining shards. ``reason`` is "cancelled" or "done"
+    (sent when a job ends, so stray duplicates of its shards are dropped)."""
+    return json.dumps({"cancel": job, "reason": reason}).encode()
 
 
-def decode_control(body: bytes) -> str | None:
-    """Return the job id a control message cancels, or None if it is not one."""
+def decode_control(body: bytes) -> tuple[str, str] | None:
+    """(job id, reason) of a cancel message, or None if it is not one."""
     try:
         doc = json.loads(body)
     except ValueError:
         return None
     job = doc.get("cancel") if isinstance(doc, dict) else None
-    return job if isinstance(job, str) and JOB_RE.match(job) else None
+    if not isinstance(job, str) or not JOB_RE.match(job):
+        return None
+    return job, str(doc.get("reason", "cancelled"))

@@ -43,7 +43,7 @@ log = logging.getLogger("pimq.worker")
 
 MAX_ATTEMPTS = 3
 BACKOFF_MAX = 30.0
-CANCEL_MEMORY = 6 * 3600.0
+CANCEL_MEMORY = 10000  # ended jobs remembered per vhost
 # Results are transient: their confirms need no disk write. If a broker restart
 # loses one, the controller re-publishes every shard it has no result for.
 RESULT_PROPS = pika.BasicProperties(delivery_mode=1, content_type="application/json")
@@ -73,7 +73,7 @@ class VhostLink:
         self.backoff = 1.0
         self.retry_timer: Any = None
         self.consumer_tag: str | None = None
-        self.cancelled: dict[str, float] = {}
+        self.cancelled: dict[str, None] = {}  # insertion-ordered set
         self.closed = True
         self.avg_seconds = 1.0  # moving average of this vhost's shard times
         self.prefetch = 0
@@ -247,13 +247,13 @@ class VhostLink:
         self.worker.enqueue(self)
 
     def _on_control(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
-        job = decode_control(body)
-        if job is None:
+        control = decode_control(body)
+        if control is None:
             return
-        now = time.monotonic()
-        self.cancelled[job] = now
-        if len(self.cancelled) > 1000:
-            self.cancelled = {j: t for j, t in self.cancelled.items() if now - t < CANCEL_MEMORY}
+        job, reason = control
+        self.cancelled[job] = None
+        while len(self.cancelled) > CANCEL_MEMORY:
+            del self.cancelled[next(iter(self.cancelled))]
         keep: deque[Delivery] = deque()
         dropped = 0
         for d in self.pending:
@@ -263,7 +263,10 @@ class VhostLink:
             else:
                 keep.append(d)
         self.pending = keep
-        log.info("vhost %s: job %s cancelled, dropped %d queued shard(s)", self.vhost, job, dropped)
+        if reason != "done" or dropped:
+            log.info(
+                "vhost %s: job %s %s, dropped %d queued shard(s)", self.vhost, job, reason, dropped
+            )
 
     def dead_letter(
         self,
