@@ -150,3 +150,41 @@ def test_fair_between_two_students(broker, cli_for, start_worker):
     assert order[first_b : last_b + 1].count("a") <= 5 + 2
     assert order.count("a") == 60 and order.count("b") == 5
     assert order[last_b + 1 :].count("a") >= 40  # bob did not wait for alice's job
+
+
+def test_worker_killed_mid_job_loses_nothing(student, cli, start_worker):
+    first = start_worker([student.vhost], processes=2)
+    proc = cli.start(
+        "run", "sleep", *[f"{i:02d}" for i in range(20)], "--per-char", "0.1", "--json"
+    )
+    job = wait_job_started([], proc)
+    first.wait_for(f"job {job} shard", count=3)
+    first.kill()  # SIGKILL to the whole process group, like a Pi losing power
+    start_worker([student.vhost], processes=2)
+    code, out, err = finish(proc)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["shards"] == 20 and doc["result"] == 40
+
+
+DIES = """
+import os
+def split(args, params, shards):
+    return [b'ok', b'die', b'ok']
+def run(body, params):
+    if body == b'die':
+        os._exit(3)
+    return 1
+def join(results, params):
+    return sum(results)
+"""
+
+
+def test_shard_process_that_dies_is_replaced(broker, student, cli, start_worker, jobs_dir):
+    (jobs_dir / "dies.py").write_text(DIES)
+    worker = start_worker([student.vhost], processes=1)
+    out = cli.run("run", "dies", "--timeout", "60")
+    assert out.returncode == 1
+    assert "shard process died (exit code 3)" in out.stderr.strip().splitlines()[-1]
+    assert worker.text().count("a shard process died (exit code 3)") == 3
+    assert run_json(cli, "noop", "--shards", "4")["result"] == 4  # the pool lives on
