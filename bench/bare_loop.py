@@ -6,8 +6,9 @@ durable queue ``bare.tasks`` with publisher confirms, all pipelined; consumes
 the replies with manual acks, keeps one per index, stops at N. Timing covers
 connect to last reply. Prints one JSON line.
 
-``worker URL --prefetch P``: consumes ``bare.tasks`` with prefetch P, publishes
-an empty persistent reply with a publisher confirm, and acks the task when the
+``worker URL --prefetch P [--persistent-replies]``: consumes ``bare.tasks`` with
+prefetch P, publishes an empty reply (transient like pimq's results, or
+persistent) with a publisher confirm, and acks the task when the
 reply is confirmed (what the pimq worker promises), all on the I/O thread: no
 process pool, no parsing, no job code.
 """
@@ -56,12 +57,12 @@ class Confirmed:
                 callback(ok)
 
 
-def worker(url: str, prefetch: int) -> None:
+def worker(url: str, prefetch: int, persistent: bool = False) -> None:
     confirms = Confirmed()
 
     def on_message(ch: Any, method: Any, p: Any, body: bytes) -> None:
         tag = method.delivery_tag
-        reply = pika.BasicProperties(delivery_mode=2, headers=p.headers)
+        reply = pika.BasicProperties(delivery_mode=2 if persistent else 1, headers=p.headers)
         ch.basic_publish("", p.reply_to, b"", reply)
         confirms.add(lambda ok: ch.basic_ack(tag) if ok else ch.basic_nack(tag, requeue=True))
 
@@ -129,9 +130,10 @@ def main() -> None:
     w = sub.add_parser("worker")
     w.add_argument("url")
     w.add_argument("--prefetch", type=int, default=2)
+    w.add_argument("--persistent-replies", action="store_true")
     args = parser.parse_args()
     if args.role == "worker":
-        worker(args.url, args.prefetch)
+        worker(args.url, args.prefetch, args.persistent_replies)
         return
     seconds = run(args.url, args.count)
     print(json.dumps({"result": args.count, "seconds": seconds, "rate": args.count / seconds}))

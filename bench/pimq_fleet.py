@@ -19,17 +19,59 @@ from procs import run_json, spawn, stop, wait_for_text
 
 REPO = Path(__file__).resolve().parents[1]
 PIMQ_PYTHON = Path(os.environ.get("PIMQ_PYTHON", REPO / ".venv" / "bin" / "python"))
+#: Where the measured ``pimq`` package is imported from (see :func:`use_runtime`).
+RUNTIME = {"src": REPO / "worker" / "src", "rev": "working tree"}
+
+
+def use_runtime(rev: str | None, out: Path) -> str:
+    """Measure the runtime as committed at ``rev`` instead of the working tree.
+
+    The tree is shared with engineers who edit ``worker/`` while the bench
+    runs; ``--runtime-rev HEAD`` takes a snapshot (``git archive``) under
+    ``bench/out`` and puts it first on every pimq process's ``PYTHONPATH``.
+    """
+    if rev is None:
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "worker/src"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        RUNTIME["rev"] = "working tree" + (" (with uncommitted changes)" if dirty else "")
+        return str(RUNTIME["rev"])
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dest = out / f"runtime-{sha[:12]}"
+    if not (dest / "worker" / "src" / "pimq").is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", sha, "worker/src"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    RUNTIME["src"] = dest / "worker" / "src"
+    RUNTIME["rev"] = sha[:12]
+    return sha[:12]
+
+
+def runtime_env(**extra: str) -> dict[str, str]:
+    """The environment of a process that imports the measured ``pimq``."""
+    path = str(RUNTIME["src"])
+    if "PYTHONPATH" in extra:
+        path = f"{extra.pop('PYTHONPATH')}:{path}"
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def pimq_env(out: Path, config: Path | None = None) -> dict[str, str]:
     jobs_dir = out / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PIMQ_JOBS_DIR": str(jobs_dir),
-        "XDG_STATE_HOME": str(out / "state"),
-    }
+    env = runtime_env(
+        PYTHONUNBUFFERED="1", PIMQ_JOBS_DIR=str(jobs_dir), XDG_STATE_HOME=str(out / "state")
+    )
     if config is not None:
         env["PIMQ_CONFIG"] = str(config)
     return env

@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from broker import Broker, private_broker
-from pimq_fleet import PIMQ_PYTHON, REPO, Fleet, pimq_cmd, pimq_env
+from pimq_fleet import (
+    PIMQ_PYTHON,
+    REPO,
+    RUNTIME,
+    Fleet,
+    pimq_cmd,
+    pimq_env,
+    runtime_env,
+    use_runtime,
+)
 from procs import (
     children_cpu,
     median,
@@ -191,7 +200,7 @@ def bench_wordcount(
         f"(grep: {expected}), {k} workers"
     )
     shards = max(4, 4 * k)  # pimq's default for k workers, given to Celery too
-    env_pimq = {**os.environ, "PYTHONPATH": str(REPO / "worker" / "src")}
+    env_pimq = runtime_env()
     env_celery = {
         **env_pimq,
         "BENCH_CELERY_URL": broker.url("celery"),
@@ -334,7 +343,7 @@ def bench_wordcount(
 # -- 2. CPU-bound job -------------------------------------------------------------
 def bench_cpu(broker: Broker, out: Path, k: int, samples: int, repeat: int) -> dict[str, Any]:
     say(f"\n== 2. CPU-bound job: pi, {samples:,} samples, {k} workers")
-    env_pimq = {**os.environ, "PYTHONPATH": str(REPO / "worker" / "src")}
+    env_pimq = runtime_env()
     with Fleet(broker, out / "cpu-pimq", [broker.students[2].vhost], k, 1) as fleet:
         serial = Variant(
             "serial",
@@ -358,19 +367,37 @@ def bench_cpu(broker: Broker, out: Path, k: int, samples: int, repeat: int) -> d
     if len(hits) != 1:
         raise RuntimeError(f"pi: serial and pimq disagree on the hit count: {sorted(hits)}")
     efficiency = serial.seconds() / (pimq.seconds() * k)
+    cpu_ratio = median([r["cpu"] for r in serial.runs]) / median([r["cpu"] for r in pimq.runs])
     return {
         "samples": samples,
         "workers": k,
         "efficiency": efficiency,
+        "cpu_efficiency": cpu_ratio,
         "variants": {"serial": serial.summary(), "pimq": pimq.summary()},
     }
 
 
 # -- 3. per-shard overhead --------------------------------------------------------
-def bench_overhead(broker: Broker, out: Path, k: int, shards: int, repeat: int) -> dict[str, Any]:
-    prefetch = max(2, 1)  # pimq's automatic prefetch for a worker with 1 process
-    say(f"\n== 3. per-shard overhead: {shards} no-op shards, {k} workers, prefetch {prefetch}")
+def result_delivery_mode() -> int:
+    """Whether the measured runtime publishes its results transient (1) or persistent (2)."""
+    code = "from pimq.worker import RESULT_PROPS as p; print(p.delivery_mode or 1)"
+    out = subprocess.run(
+        [str(PIMQ_PYTHON), "-c", code], env=runtime_env(), capture_output=True, text=True
+    )
+    return int(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else 2
+
+
+def bench_overhead(
+    broker: Broker, out: Path, k: int, shards: int, repeat: int, prefetches: list[int]
+) -> dict[str, Any]:
+    mode = result_delivery_mode()
+    kind = "persistent" if mode == 2 else "transient"
+    say(
+        f"\n== 3. per-shard overhead: {shards} no-op shards, {k} workers; bare loop with "
+        f"prefetch {prefetches}, {kind} replies like pimq's results"
+    )
     helpers: list[subprocess.Popen] = []
+    bare = [BENCH_PY, str(BENCH / "bare_loop.py")]
     try:
         with Fleet(broker, out / "noop-pimq", [broker.students[3].vhost], k, 1) as fleet:
             pimq = pimq_variant(
@@ -385,56 +412,41 @@ def bench_overhead(broker: Broker, out: Path, k: int, shards: int, repeat: int) 
                 str(shards),
             )
             variants = [pimq]
-            for pf in (prefetch, 50):
+            for pf in prefetches:
                 pids = []
                 for i in range(k):
                     log = out / f"bare-p{pf}-{i}.log"
                     log.write_text("")
+                    flags = ["--persistent-replies"] if mode == 2 else []
                     p = spawn(
-                        [
-                            BENCH_PY,
-                            str(BENCH / "bare_loop.py"),
-                            "worker",
-                            broker.url("bare"),
-                            "--prefetch",
-                            str(pf),
-                        ],
-                        log,
+                        [*bare, "worker", broker.url("bare"), "--prefetch", str(pf), *flags], log
                     )
                     helpers.append(p)
                     wait_for_text(log, "consuming", 1, p)
                     pids.append(p.pid)
-                variants.append(
-                    Variant(
-                        f"bare_p{pf}",
-                        f"bare pika loop, {k} consumers, prefetch {pf}",
-                        [
-                            BENCH_PY,
-                            str(BENCH / "bare_loop.py"),
-                            "run",
-                            broker.url("bare"),
-                            str(shards),
-                        ],
-                        None,
-                        pids,
-                    )
+                v = Variant(
+                    f"bare_p{pf}",
+                    f"bare pika loop, {k} consumers, prefetch {pf}",
+                    [*bare, "run", broker.url("bare"), str(shards)],
+                    None,
+                    pids,
                 )
-                interleave(
-                    [pimq, variants[-1]] if pf == prefetch else [variants[-1]],
-                    broker,
-                    shards,
-                    repeat,
-                )
+                variants.append(v)
+                # pimq is measured beside every bare configuration (same moment, same noise)
+                interleave([pimq, v], broker, shards, repeat, warmup=pf == prefetches[0])
                 for p in helpers:
                     stop(p)
                 helpers.clear()
         rates = {v.name: shards / v.seconds() for v in variants}
+        best = max((n for n in rates if n.startswith("bare")), key=lambda n: rates[n])
         return {
             "shards": shards,
             "workers": k,
-            "prefetch": prefetch,
+            "prefetches": prefetches,
+            "replies": kind,
             "rates": rates,
-            "ratio": rates["pimq"] / rates[f"bare_p{prefetch}"],
+            "best_bare": best,
+            "ratio": rates["pimq"] / rates[best],
             "variants": {v.name: v.summary() for v in variants},
         }
     finally:
@@ -479,20 +491,20 @@ def bench_memory(broker: Broker, out: Path, counts: list[int]) -> dict[str, Any]
 
 # -- 6. speedup curve ---------------------------------------------------------------
 def bench_curve(
-    broker: Broker,
-    out: Path,
-    text: Path,
-    expected: int,
-    ks: list[int],
-    samples: int,
-    repeat: int,
-    serial_wc: float,
-    serial_pi: float,
+    broker: Broker, out: Path, text: Path, expected: int, ks: list[int], samples: int, repeat: int
 ) -> dict[str, Any]:
-    say(f"\n== 6. speedup curve: {ks} workers (1 process each)")
+    """For each k: the one-process baselines and pimq with k workers, interleaved."""
+    say(f"\n== 6. speedup curve: {ks} workers (1 process each); pi with {samples:,} samples")
+    serial = [str(PIMQ_PYTHON), str(BENCH / "serial.py")]
     rows: dict[int, dict[str, Any]] = {}
     for k in ks:
         with Fleet(broker, out / f"curve-{k}", [broker.students[4].vhost], k, 1) as fleet:
+            s_wc = Variant(
+                "serial_wc",
+                "one process, word count",
+                [*serial, "wordcount", str(text), WORD],
+                runtime_env(),
+            )
             wc = pimq_variant(
                 "wc",
                 f"pimq wordcount, {k} workers",
@@ -505,6 +517,9 @@ def bench_curve(
                 WORD,
                 str(text),
             )
+            s_pi = Variant(
+                "serial_pi", "one process, pi", [*serial, "pi", str(samples)], runtime_env()
+            )
             pi = pimq_variant(
                 "pi",
                 f"pimq pi, {k} workers",
@@ -516,15 +531,17 @@ def bench_curve(
                 "--samples",
                 str(samples),
             )
-            interleave([wc], broker, expected, repeat)
-            interleave([pi], broker, None, repeat, warmup=False)
+            interleave([s_wc, wc], broker, expected, repeat)
+            interleave([s_pi, pi], broker, None, repeat, warmup=False)
         rows[k] = {
             "wordcount": wc.summary(),
             "pi": pi.summary(),
-            "wordcount_speedup": serial_wc / wc.seconds(),
-            "pi_speedup": serial_pi / pi.seconds(),
+            "serial_wordcount": s_wc.summary(),
+            "serial_pi": s_pi.summary(),
+            "wordcount_speedup": s_wc.seconds() / wc.seconds(),
+            "pi_speedup": s_pi.seconds() / pi.seconds(),
         }
-    return {"workers": ks, "rows": rows}
+    return {"workers": ks, "pi_samples": samples, "rows": rows}
 
 
 # -- 5. provisioning ----------------------------------------------------------------
@@ -563,11 +580,28 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000_000,
         help="samples of the CPU-bound job (>= 10 s serial here)",
     )
+    parser.add_argument(
+        "--curve-pi-samples",
+        type=int,
+        default=30_000_000,
+        help="samples of the CPU-bound job in the speedup curve",
+    )
     parser.add_argument("--noop-shards", type=int, default=10_000)
+    parser.add_argument(
+        "--bare-prefetch",
+        default="2,32",
+        help="prefetch values of the bare pika loop (2: pimq's for slow "
+        "shards; 32: pimq's adaptive prefetch for quick shards)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="one run each, smaller CPU job (a smoke test, not figures)",
+    )
+    parser.add_argument(
+        "--runtime-rev",
+        metavar="REV",
+        help="measure pimq as committed at REV (e.g. HEAD), not the working tree",
     )
     parser.add_argument("--only", help="comma-separated: wordcount,cpu,overhead,memory,curve")
     parser.add_argument(
@@ -581,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat, args.pi_samples, args.noop_shards = 1, 10_000_000, 2000
+        args.curve_pi_samples = 5_000_000
     only = set((args.only or "wordcount,cpu,overhead,memory,curve").split(","))
     out = BENCH / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -596,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "repeat": args.repeat,
     }
+    results["machine"]["runtime"] = use_runtime(args.runtime_rev, out)
+    say(f"pimq runtime measured: {RUNTIME['rev']} ({RUNTIME['src']})")
     text, expected = corpus(out)
     try:
         with private_broker(out / "rabbit", vhosts=60) as broker:
@@ -606,26 +643,21 @@ def main(argv: list[str] | None = None) -> int:
             if "cpu" in only:
                 results["cpu"] = bench_cpu(broker, out, k, args.pi_samples, args.repeat)
             if "overhead" in only:
-                results["overhead"] = bench_overhead(broker, out, k, args.noop_shards, args.repeat)
+                prefetches = [int(x) for x in args.bare_prefetch.split(",")]
+                results["overhead"] = bench_overhead(
+                    broker, out, k, args.noop_shards, args.repeat, prefetches
+                )
             if "memory" in only:
                 results["memory"] = bench_memory(broker, out, [1, 10, 30, 60])
             if "curve" in only:
-                serial_wc = results.get("wordcount", {}).get("variants", {}).get("serial", {}).get(
-                    "median_seconds"
-                ) or measure_serial_wc(broker, text, expected)
-                serial_pi = results.get("cpu", {}).get("variants", {}).get("serial", {}).get(
-                    "median_seconds"
-                ) or measure_serial_pi(broker, args.pi_samples)
                 results["curve"] = bench_curve(
                     broker,
                     out,
                     text,
                     expected,
                     list(range(1, k + 2)),
-                    args.pi_samples,
+                    args.curve_pi_samples,
                     args.repeat,
-                    serial_wc,
-                    serial_pi,
                 )
     finally:
         stop_all()
@@ -649,23 +681,6 @@ def main(argv: list[str] | None = None) -> int:
         "bench/out/figures.md, bench/speedup.png"
     )
     return 0
-
-
-def _serial(cmd: list[str], broker: Broker, expected: int | None) -> float:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "worker" / "src")}
-    v = Variant("serial", "serial", cmd, env)
-    measure(v, broker, expected)
-    return v.seconds()
-
-
-def measure_serial_wc(broker: Broker, text: Path, expected: int) -> float:
-    return _serial(
-        [str(PIMQ_PYTHON), str(BENCH / "serial.py"), "wordcount", str(text), WORD], broker, expected
-    )
-
-
-def measure_serial_pi(broker: Broker, samples: int) -> float:
-    return _serial([str(PIMQ_PYTHON), str(BENCH / "serial.py"), "pi", str(samples)], broker, None)
 
 
 if __name__ == "__main__":
