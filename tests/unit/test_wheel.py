@@ -1,0 +1,38 @@
+"""The wheel is byte-reproducible: Ansible copies it, a new hash means "changed"."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).resolve().parents[2] / "worker"
+
+
+def build(out: Path) -> Path:
+    pytest.importorskip("build")
+    pytest.importorskip("hatchling")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(out), str(WORKER)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = out.glob("pimq-*.whl")
+    return wheel
+
+
+def test_wheel_is_reproducible(tmp_path: Path) -> None:
+    first = build(tmp_path / "a")
+    (WORKER / "src" / "pimq" / "__init__.py").touch()
+    second = build(tmp_path / "b")
+    digest = [hashlib.sha256(w.read_bytes()).hexdigest() for w in (first, second)]
+    assert digest[0] == digest[1]
+    names = zipfile.ZipFile(first).namelist()
+    assert "pimq/jobs/wordcount.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    entry_points = zipfile.ZipFile(first).read("pimq-0.1.0.dist-info/entry_points.txt").decode()
+    assert "pimq = pimq.cli:main" in entry_points
