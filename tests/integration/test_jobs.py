@@ -69,3 +69,10 @@ def test_text_output_shows_timings(cli, worker, tmp_path):
     assert f"'more' occurs {grep_count(SHAKESPEARE, 'more')} times" in out.stdout
     assert "3 shard(s) in" in out.stderr and "speedup" in out.stderr
     assert "shards per worker:" in out.stderr
+
+
+def test_many_quick_shards_exactly_once(cli, worker):
+    # quick shards travel to the pool in batches: still one result per shard
+    doc = run_json(cli, "primes", "200000", "--shards", "1000")
+    assert doc["result"] == 17984
+    assert doc["shards"] == 1000 and sum(doc["workers"].values()) == 1000

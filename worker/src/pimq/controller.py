@@ -85,6 +85,7 @@ class Controller:
         self.results: dict[int, Result] = {}
         self.confirmed: set[int] = set()
         self.confirms = amqp.Confirms()
+        self.ack_tag: int | None = None
         self.error: PimqError | None = None
         self.finishing = False
         self.connected_once = False
@@ -241,7 +242,7 @@ class Controller:
 
     # -- gathering -----------------------------------------------------------
     def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
-        ch.basic_ack(method.delivery_tag)
+        self._ack_later(ch, method.delivery_tag)
         if self.finishing:
             return
         try:
@@ -265,6 +266,17 @@ class Controller:
             self.progress.update(len(self.results))
         if len(self.results) == self.count:
             self._finish()
+
+    def _ack_later(self, ch: Any, tag: int) -> None:
+        """One ``multiple`` ack for all results read in one I/O round."""
+        if self.ack_tag is None:
+            self.ioloop.call_later(0, lambda: self._flush_acks(ch))
+        self.ack_tag = tag
+
+    def _flush_acks(self, ch: Any) -> None:
+        tag, self.ack_tag = self.ack_tag, None
+        if tag is not None and ch is self.channel and ch.is_open:
+            ch.basic_ack(tag, multiple=True)
 
     # -- ending --------------------------------------------------------------
     def _say(self, text: str) -> None:

@@ -1,9 +1,10 @@
 """A pool of forked shard processes driven from the pika IOLoop (no threads).
 
-Each child owns one pipe. The I/O thread sends a task only to an idle child
-and watches every pipe with ``ioloop.add_handler``, so results come back on
-the I/O thread itself: no executor threads, no locks, no GIL contention with
-the broker I/O. A child that dies is replaced; its shard is reported failed.
+Each child owns one pipe. The I/O thread sends work only to an idle child (a
+batch of shards: one for slow shards, several when many quick ones wait) and
+watches every pipe with ``ioloop.add_handler``, so results come back on the
+I/O thread itself: no executor threads, no locks, no GIL contention with the
+broker I/O. A child that dies is replaced; its shards are reported failed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _child_loop(conn: Connection) -> None:
             task = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(execute(*task))
+        conn.send([execute(*t) for t in task])
 
 
 class Child:
@@ -83,11 +84,17 @@ class ShardPool:
     def has_idle(self) -> bool:
         return bool(self.idle)
 
-    def submit(self, token: Any, task: tuple) -> None:
+    @property
+    def idle_count(self) -> int:
+        return len(self.idle)
+
+    def submit(self, tokens: list[Any], tasks: list[tuple]) -> None:
+        """Run ``tasks`` one after the other in an idle child; ``on_result``
+        gets each token with its outcome."""
         child = self.idle.pop()
-        child.token = token
+        child.token = tokens
         try:
-            child.conn.send(task)
+            child.conn.send(tasks)
         except OSError:
             self._died(child)
 
@@ -96,13 +103,13 @@ class ShardPool:
         if child is None:
             return
         try:
-            outcome = child.conn.recv()
+            outcomes = child.conn.recv()
         except (EOFError, OSError):
             self._died(child)
             return
-        token, child.token = child.token, None
+        tokens, child.token = child.token, None
         self.idle.append(child)
-        if token is not None:
+        for token, outcome in zip(tokens or (), outcomes, strict=True):
             self.on_result(token, outcome)
 
     def _reap(self, child: Child, kill: bool) -> int:
@@ -123,11 +130,11 @@ class ShardPool:
         return os.waitstatus_to_exitcode(status)
 
     def _died(self, child: Child) -> None:
-        token = child.token
+        tokens = child.token or ()
         code = self._reap(child, kill=True)
         log.error("a shard process died (exit code %s); starting a new one", code)
         self._spawn()
-        if token is not None:
+        for token in tokens:
             self.on_result(token, (False, 0.0, b"", f"shard process died (exit code {code})"))
 
     def shutdown(self, force: bool = False) -> None:

@@ -42,6 +42,8 @@ from pimq.wire import (
 log = logging.getLogger("pimq.worker")
 
 MAX_ATTEMPTS = 3
+QUICK = 0.005  # seconds: shards quicker than this on average may be batched
+MAX_BATCH = 16
 BACKOFF_MAX = 30.0
 CANCEL_MEMORY = 10000  # ended jobs remembered per vhost
 # Results are transient: their confirms need no disk write. If a broker restart
@@ -419,18 +421,36 @@ class Worker:
         self.fill()
 
     def fill(self) -> None:
-        pool = self.pool
-        while self.ready and pool.has_idle() and not self.stopping:
-            link = self.ready.popleft()
-            link.in_ready = False
-            if not link.pending:
-                continue
-            d = link.pending.popleft()
-            if link.pending:
-                link.in_ready = True
-                self.ready.append(link)
-            s = d.shard
-            pool.submit(d, (s.kind, s.body, s.params_json, s.job, s.index, self.name))
+        """Hand waiting shards to idle pool processes, round-robin over vhosts.
+
+        Quick shards (recent average under :data:`QUICK`) travel in batches
+        when many wait, to spread the per-message cost of the pipe.
+        """
+        pool, ready = self.pool, self.ready
+        while ready and pool.has_idle() and not self.stopping:
+            waiting = sum(len(link.pending) for link in ready)
+            limit = max(1, min(MAX_BATCH, waiting // pool.idle_count))
+            batch: list[Delivery] = []
+            while ready and len(batch) < limit:
+                link = ready[0]
+                if batch and link.avg_seconds >= QUICK:
+                    break
+                ready.popleft()
+                link.in_ready = False
+                if not link.pending:
+                    continue
+                batch.append(link.pending.popleft())
+                if link.pending:
+                    link.in_ready = True
+                    ready.append(link)
+                if link.avg_seconds >= QUICK:
+                    break
+            if batch:
+                pool.submit(batch, [self._task(d) for d in batch])
+
+    def _task(self, d: Delivery) -> tuple:
+        s = d.shard
+        return (s.kind, s.body, s.params_json, s.job, s.index, self.name)
 
     def _done(self, d: Delivery, outcome: Outcome) -> None:
         d.link.finish(d, *outcome)
