@@ -42,7 +42,11 @@ def tracked_jobs() -> list[tuple[str, str, int]]:
     for entry in entries:
         try:
             kind, _started, pid = entry.read_text().split()
-            found.append((entry.name, kind, int(pid)))
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # that pimq run is gone (killed): forget it
+            untrack_job(entry.name)
+            continue
         except (OSError, ValueError):
             continue
+        found.append((entry.name, kind, int(pid)))
     return found
