@@ -133,7 +133,13 @@ def count_word(body: bytes, word: str, ignore_case: bool = False) -> int:
     return len(word_pattern(word, ignore_case, False).findall(decode(body)))
 
 
+ASCII_TOKEN = re.compile(rb"[0-9A-Za-z_]+")
+
+
 def count_words(body: bytes, ignore_case: bool = False) -> dict[str, int]:
+    if body.isascii():  # fast path: no decoding, a small character class
+        counts = Counter(ASCII_TOKEN.findall(body.lower() if ignore_case else body))
+        return {word.decode("ascii"): n for word, n in counts.items()}
     tokens = token_pattern().findall(decode(body))
     if ignore_case:
         tokens = [t.lower() for t in tokens]
