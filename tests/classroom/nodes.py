@@ -197,16 +197,20 @@ def playbook(
         PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
     )
     start = time.monotonic()
-    proc = subprocess.run(
-        argv,
-        cwd=REPO,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=timeout,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
+    finally:
+        if extra_vars:
+            vars_file.unlink(missing_ok=True)
     return PlaybookRun(argv, proc.returncode, proc.stdout, time.monotonic() - start)
 
 

@@ -12,6 +12,7 @@ def test_site_converges(converged, room):
     assert run.rc == 0, run.tail()
     assert set(room.nodes) <= set(run.recap), run.recap
     assert run.total("failed") == 0 and run.total("unreachable") == 0, run.recap
+    print(f"converge (-vvv): {run.seconds:.0f} s, changed={run.total('changed')}")
 
 
 def test_second_run_changes_nothing(converged):
@@ -19,6 +20,7 @@ def test_second_run_changes_nothing(converged):
     assert run.rc == 0, run.tail()
     changed = {h: r["changed"] for h, r in run.recap.items() if r["changed"]}
     assert not changed, f"second run changed something: {changed}\n{run.tail(120)}"
+    print(f"second run: {run.seconds:.0f} s, changed=0")
 
 
 def test_check_diff_changes_nothing_and_fails_nothing(converged):
@@ -27,6 +29,7 @@ def test_check_diff_changes_nothing_and_fails_nothing(converged):
     assert run.total("failed") == 0, run.tail()
     changed = {h: r["changed"] for h, r in run.recap.items() if r["changed"]}
     assert not changed, f"--check --diff reports changes: {changed}\n{run.tail(120)}"
+    print(f"--check --diff: {run.seconds:.0f} s, changed=0")
 
 
 def test_every_node_resolves_every_other(converged, room):
