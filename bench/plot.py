@@ -49,10 +49,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     axes[0].set_ylabel("speedup over one Python process")
     axes[0].legend(loc="upper left")
     m = results["machine"]
+    load = "/".join(f"{x:.1f}" for x in m.get("load_start", ())[:1] + m.get("load_end", ())[:1])
     fig.suptitle(
-        f"pimq speedup on {m['nproc']} x {m['cpu_model']}, RabbitMQ {m.get('rabbitmq')}"
-        " on loopback (median of runs)",
-        fontsize=10,
+        f"pimq speedup, {m['nproc']} x {m['cpu_model']}, RabbitMQ {m.get('rabbitmq')} on loopback; "
+        f"median of runs; load average at start/end {load} (a shared machine)",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

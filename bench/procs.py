@@ -95,23 +95,25 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def tree_cpu(pids: Sequence[int]) -> float:
-    """CPU seconds (user + system) used so far by these processes and their descendants."""
+def tree_cpu(pids: Sequence[int]) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by these processes, and by their descendants."""
     import psutil
 
-    total = 0.0
+    own = kids = 0.0
     for pid in pids:
         try:
             root = psutil.Process(pid)
-            for p in [root, *root.children(recursive=True)]:
+            t = root.cpu_times()
+            own += t.user + t.system
+            for p in root.children(recursive=True):
                 try:
                     t = p.cpu_times()
-                    total += t.user + t.system
+                    kids += t.user + t.system
                 except psutil.Error:
                     pass
         except psutil.Error:
             pass
-    return total
+    return own, kids
 
 
 def children_cpu() -> float:

@@ -97,10 +97,18 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _parts(v: dict[str, Any]) -> str:
+    p = v.get("median_cpu_parts")
+    if not p:
+        return "?"
+    return " + ".join(f"{p[k]:.2f}" for k in ("client", "servers", "server_children", "broker"))
+
+
 def _variant_table(variants: dict[str, Any], ref: str | None = None) -> list[str]:
     lines = [
-        "| variant | median s | process s | CPU s, all processes | cores busy | runs (s) |",
-        "|---|---:|---:|---:|---:|---|",
+        "| variant | median s | process s | CPU s: all = client + servers + their children + "
+        "broker | cores busy | runs (s) |",
+        "|---|---:|---:|---|---:|---|",
     ]
     base = variants[ref]["median_seconds"] if ref else None
     for v in variants.values():
@@ -109,7 +117,7 @@ def _variant_table(variants: dict[str, Any], ref: str | None = None) -> list[str
         busy = v["median_cpu"] / v["median_wall"] if v["median_wall"] else 0.0
         lines.append(
             f"| {v['label']} | {v['median_seconds']:.3f}{rel} | {v['median_wall']:.2f} "
-            f"| {v['median_cpu']:.2f} | {busy:.2f} | {runs} |"
+            f"| {v['median_cpu']:.2f} = {_parts(v)} | {busy:.2f} | {runs} |"
         )
     return lines
 
@@ -167,13 +175,14 @@ def figures_markdown(r: dict[str, Any]) -> str:
             f"### 3. Per-shard overhead: {ov['shards']} no-op shards, {ov['workers']} workers "
             f"(the bare loop's replies are {ov.get('replies')}, like pimq's results)",
             "",
-            "| variant | shards/s | median s | CPU s |",
-            "|---|---:|---:|---:|",
+            "| variant | shards/s | median s | CPU s: all = client + servers + their children + "
+            "broker |",
+            "|---|---:|---:|---|",
         ]
         for name, v in ov["variants"].items():
             out.append(
                 f"| {v['label']} | {ov['rates'][name]:.0f} | {v['median_seconds']:.2f} "
-                f"| {v['median_cpu']:.2f} |"
+                f"| {v['median_cpu']:.2f} = {_parts(v)} |"
             )
     mem = _get(r, "memory", "vhosts")
     if mem:

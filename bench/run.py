@@ -86,6 +86,10 @@ class Variant:
             "median_seconds": self.seconds(),
             "median_wall": median([r["wall"] for r in self.runs]),
             "median_cpu": median([r["cpu"] for r in self.runs]),
+            "median_cpu_parts": {
+                part: median([r["cpu_parts"][part] for r in self.runs])
+                for part in ("client", "servers", "server_children", "broker")
+            },
             "runs": self.runs,
         }
 
@@ -93,16 +97,22 @@ class Variant:
 def measure(v: Variant, broker: Broker, expected: int | None) -> dict[str, Any]:
     """Run the client once. seconds = the client's own timing (read input .. result);
     wall = the client process end to end; cpu = client + servers + broker CPU seconds."""
-    roots = [*v.servers, broker.server_pid]
-    cpu0, child0 = tree_cpu(roots), children_cpu()
+    servers0, broker0, client0 = tree_cpu(v.servers), tree_cpu([broker.server_pid]), children_cpu()
     doc, wall = run_json(v.cmd, v.env)
     time.sleep(0.2)  # let servers finish their bookkeeping (acks) before sampling CPU
-    cpu = tree_cpu(roots) - cpu0 + children_cpu() - child0
+    servers, brk = tree_cpu(v.servers), tree_cpu([broker.server_pid])
+    parts = {
+        "client": children_cpu() - client0,
+        "servers": servers[0] - servers0[0],
+        "server_children": servers[1] - servers0[1],
+        "broker": sum(brk) - sum(broker0),
+    }
+    cpu = sum(parts.values())
     result = doc["result"]
     seconds = doc["wall_seconds"] if v.pimq else doc["seconds"]
     if expected is not None and result != expected:
         raise RuntimeError(f"{v.label}: result {result}, expected {expected}")
-    run = {"seconds": seconds, "wall": wall, "cpu": cpu, "result": result}
+    run = {"seconds": seconds, "wall": wall, "cpu": cpu, "cpu_parts": parts, "result": result}
     v.runs.append(run)
     return run
 
@@ -118,9 +128,12 @@ def interleave(
             run = measure(v, broker, expected)
             if not counted:
                 v.runs.pop()
+            cp = run["cpu_parts"]
             say(
                 f"  [{name}] {v.label:<46} {run['seconds']:7.3f} s  "
-                f"(process {run['wall']:6.3f} s, cpu {run['cpu']:6.2f} s)"
+                f"(process {run['wall']:6.3f} s; CPU {run['cpu']:5.2f} s = client "
+                f"{cp['client']:.2f} + servers {cp['servers']:.2f} + their children "
+                f"{cp['server_children']:.2f} + broker {cp['broker']:.2f})"
             )
 
 
@@ -544,6 +557,28 @@ def bench_curve(
     return {"workers": ks, "pi_samples": samples, "rows": rows}
 
 
+# -- where the time goes ------------------------------------------------------------
+def bench_profile(broker: Broker, out: Path, text: Path, k: int, shards: int) -> str:
+    from spy import profile_job
+
+    say("\n== profiles (py-spy): word count and no-op shards")
+    parts = []
+    for name, args, seconds in (
+        ("wordcount", ("wordcount", "--word", WORD, str(text)), 8),
+        ("noop", ("noop", "--shards", str(shards)), 10),
+    ):
+        with Fleet(broker, out / f"profile-{name}", [broker.students[5].vhost], k, 1) as fleet:
+            v = pimq_variant(name, name, broker, 5, out, fleet, *args)
+            measure(v, broker, None)  # warm-up
+            parts.append(
+                profile_job(name, out, [p.pid for p in fleet.procs], v.cmd, v.env or {}, seconds)
+            )
+    text_md = "\n".join(parts)
+    (out / "profiles.md").write_text(text_md)
+    say(text_md)
+    return text_md
+
+
 # -- 5. provisioning ----------------------------------------------------------------
 def bench_classroom() -> dict[str, Any]:
     say(
@@ -605,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help="comma-separated: wordcount,cpu,overhead,memory,curve")
     parser.add_argument(
+        "--profile", action="store_true", help="also profile a pimq word count and no-op job"
+    )
+    parser.add_argument(
         "--with-classroom",
         action="store_true",
         help="also time provisioning (minutes; needs Docker; runs make clean)",
@@ -659,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.curve_pi_samples,
                     args.repeat,
                 )
+            if args.profile:
+                results["profiles"] = bench_profile(broker, out, text, k, args.noop_shards)
     finally:
         stop_all()
     results["classroom"] = bench_classroom() if args.with_classroom else {"measured": False}
