@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+PSTART, PEND = "<!-- profiles:start -->", "<!-- profiles:end -->"
 
 
 def _status(ok: bool | None) -> str:
@@ -221,13 +222,19 @@ def figures_markdown(r: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def update_results(path: Path, md: str) -> None:
-    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
-    block = f"{START}\n{md}{END}"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: block, text, flags=re.S)
-    else:
-        text += "\n" + block + "\n"
+def _replace_block(text: str, start: str, end: str, body: str) -> str:
+    block = f"{start}\n{body}{end}"
+    if start in text and end in text:
+        return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
+    return text + "\n" + block + "\n"
+
+
+def update_results(path: Path, md: str, profiles: str | None = None) -> None:
+    """Rewrite the generated blocks of RESULTS.md (the prose around them is kept)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    text = _replace_block(text, START, END, md)
+    if profiles:
+        text = _replace_block(text, PSTART, PEND, profiles.rstrip() + "\n")
     path.write_text(text)
 
 
@@ -237,4 +244,6 @@ if __name__ == "__main__":
     markdown = figures_markdown(res)
     print(markdown)
     if "--update-results" in sys.argv:
-        update_results(Path(__file__).resolve().parent / "RESULTS.md", markdown)
+        update_results(
+            Path(__file__).resolve().parent / "RESULTS.md", markdown, res.get("profiles")
+        )
