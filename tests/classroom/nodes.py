@@ -101,14 +101,16 @@ def on_node(
     docker = ["docker", "exec", *(["-i"] if input is not None else [])]
     if user:
         docker += ["-u", user, "-w", "/"]
+    return _run([*docker, container(node), *argv], f"on {node}: {argv!r}", input, check, timeout)
+
+
+def _run(argv: list[str], what: str, input: str | None, check: bool, timeout: float):
     proc = subprocess.run(
-        [*docker, container(node), *argv],
-        input=input, text=True, capture_output=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        argv, input=input, text=True, capture_output=True, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"on {node}: {argv!r} failed rc={proc.returncode}\n"
-            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            f"{what} failed rc={proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
         )
     return proc
 
@@ -125,16 +127,8 @@ def ssh(
 ) -> subprocess.CompletedProcess[str]:
     """Log in over SSH as ``user`` (a student: the harness key is in their roster entry)."""
     ip = room.ips[node or room.head]
-    proc = subprocess.run(
-        ["ssh", "-i", str(room.key), *SSH_OPTIONS, f"{user}@{ip}", command],
-        input=input, text=True, capture_output=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"ssh {user}@{node or room.head} {command!r} failed rc={proc.returncode}\n"
-            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
-        )
-    return proc
+    argv = ["ssh", "-i", str(room.key), *SSH_OPTIONS, f"{user}@{ip}", command]
+    return _run(argv, f"ssh {user}@{node or room.head} {command!r}", input, check, timeout)
 
 
 def run_python_as(room: Room, user: str, script: str, *args: str, timeout: float = 60):

@@ -118,3 +118,20 @@ def test_bad_roster_fails_before_any_host_changes(converged, room, converge_vars
     assert "PLAY [Common" not in run.output
     assert nodes.room_state(room) == before
     assert not (nodes.INVENTORY / "credentials" / "students" / "grace.txt").exists()
+
+
+def test_check_mode_previews_a_roster_change_without_applying_it(converged, room, converge_vars):
+    """Admins dry-run a roster change first: it must not fail, and must change nothing."""
+    before = nodes.room_state(room)
+    roster = roster_with(room, **{room.students[-1]: "absent", "heidi": "present"})
+    try:
+        run = nodes.playbook(
+            "site.yml", "--check", "--diff", extra_vars={**converge_vars, "pimq_students": roster}
+        )
+        assert run.rc == 0, run.tail()
+        assert "'user heidi: created'" in run.output and "'vhost heidi: created'" in run.output
+        assert f"'vhost {room.students[-1]}: removed'" in run.output
+        assert nodes.room_state(room) == before
+    finally:
+        # Lookups run even in check mode: forget the password made for the preview.
+        (nodes.INVENTORY / "credentials" / "students" / "heidi.txt").unlink(missing_ok=True)
