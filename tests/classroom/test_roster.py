@@ -135,3 +135,31 @@ def test_check_mode_previews_a_roster_change_without_applying_it(converged, room
     finally:
         # Lookups run even in check mode: forget the password made for the preview.
         (nodes.INVENTORY / "credentials" / "students" / "heidi.txt").unlink(missing_ok=True)
+
+
+def test_csv_roster_is_the_same_room(converged, room, converge_vars):
+    """The room's roster given as a CSV file converges to the same room: nothing changes."""
+    rosters = nodes.INVENTORY.parent / "rosters"
+    rosters.mkdir(exist_ok=True)
+    csv_file = rosters / f"{nodes.INVENTORY.name}-test.csv"
+    rows = ["name,full_name,ssh_key,state"]
+    for s in room.roster:
+        rows.append(",".join(s.get(k, "") for k in ("name", "full_name", "ssh_key", "state")))
+    csv_file.write_text("# written by test_csv_roster_is_the_same_room\n" + "\n".join(rows) + "\n")
+    try:
+        run = nodes.playbook(
+            "site.yml",
+            "--tags",
+            "students,head,workers",
+            extra_vars={
+                **converge_vars,
+                "pimq_students": [],
+                "pimq_students_csv": f"rosters/{csv_file.name}",
+            },
+        )
+        assert run.rc == 0, run.tail()
+        assert run.total("changed") == 0, run.tail(80)
+    finally:
+        csv_file.unlink()
+        if not any(rosters.iterdir()):
+            rosters.rmdir()

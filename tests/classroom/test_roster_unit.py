@@ -98,3 +98,31 @@ def test_password_terms_end_in_txt():
     assert roster.password_terms(["a"], "/x/creds/", 16) == [
         "/x/creds/a.txt length=16 chars=ascii_letters,digits"
     ]
+
+
+def test_roster_from_csv():
+    text = (
+        "# the room's roster\n"
+        "name,full_name,ssh_key,state\n"
+        f"alice,Alice Liddell,{KEY},\n"
+        "\n"
+        "bob,,,absent\n"
+        'carol,"Danvers, Carol",,present\n'
+    )
+    entries = roster.roster_from_csv(text)
+    assert entries == [
+        {"name": "alice", "full_name": "Alice Liddell", "ssh_key": KEY},
+        {"name": "bob", "state": "absent"},
+        {"name": "carol", "full_name": "Danvers, Carol", "state": "present"},
+    ]
+    # a comma in full_name is refused (GECOS), reported like any bad entry
+    assert roster.roster_errors(entries) == [
+        "entry #3 (carol): full_name must be text without ':', ',' or line breaks"
+    ]
+
+
+def test_roster_from_csv_reports_unknown_columns_and_extra_cells():
+    entries = roster.roster_from_csv("name,email\nalice,a@x\nbob,b@x,surplus\n")
+    errors = "\n".join(roster.roster_errors(entries))
+    assert "#1 (alice): unknown key(s) email" in errors
+    assert "#2 (bob): unknown key(s) (extra cells), email" in errors

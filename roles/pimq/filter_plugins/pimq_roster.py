@@ -8,6 +8,8 @@ for the roles.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 # Debian's useradd accepts more, but a classroom name must also be a safe
@@ -70,6 +72,22 @@ def roster_errors(roster, reserved=(), allow_empty=False):
                                     or not SSH_KEY_RE.match(ssh_key.strip())):
             errors.append("%s: ssh_key is not one OpenSSH public key line" % where)
     return errors
+
+
+def roster_from_csv(text):
+    """Roster entries from CSV text: a header row (``name`` required), then one
+    student per row; empty cells are left out, ``#`` lines skipped."""
+    lines = [line for line in str(text).splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    entries = []
+    for row in csv.DictReader(io.StringIO("\n".join(lines))):
+        entry = {}
+        for key, value in row.items():
+            if key is None:  # more cells than header columns
+                entry["(extra cells)"] = value
+            elif value is not None and value.strip() != "":
+                entry[key.strip()] = value.strip()
+        entries.append(entry)
+    return entries
 
 
 def roster(value, state=None):
@@ -144,6 +162,7 @@ class FilterModule:
         return {
             "pimq_roster_errors": roster_errors,
             "pimq_roster": roster,
+            "pimq_roster_from_csv": roster_from_csv,
             "pimq_password_terms": password_terms,
             "pimq_tenant_state": tenant_state,
             "pimq_queue_line": queue_line,
