@@ -27,6 +27,10 @@ import pika
 from pika.spec import Basic
 
 TASKS = "bare.tasks"
+RESULT_LIKE = (
+    b'{"job":"0123456789abcdef","index":1234,"ok":true,"seconds":1.2e-05,"worker":"vm",'
+    b'"value":null}'
+)
 
 
 class Confirmed:
@@ -62,8 +66,12 @@ def worker(url: str, prefetch: int, persistent: bool = False) -> None:
 
     def on_message(ch: Any, method: Any, p: Any, body: bytes) -> None:
         tag = method.delivery_tag
-        reply = pika.BasicProperties(delivery_mode=2 if persistent else 1, headers=p.headers)
-        ch.basic_publish("", p.reply_to, b"", reply)
+        headers = p.headers or {}
+        reply = pika.BasicProperties(
+            delivery_mode=2 if persistent else 1, headers={"i": headers.get("i")}
+        )
+        # a pimq-like task gets a pimq-sized result (its JSON result is ~100 bytes)
+        ch.basic_publish("", p.reply_to, RESULT_LIKE if "pimq-job" in headers else b"", reply)
         confirms.add(lambda ok: ch.basic_ack(tag) if ok else ch.basic_nack(tag, requeue=True))
 
     def on_channel(ch: Any) -> None:
@@ -81,7 +89,27 @@ def worker(url: str, prefetch: int, persistent: bool = False) -> None:
     conn.ioloop.start()
 
 
-def run(url: str, count: int) -> float:
+def pimq_like_props(i: int, count: int, reply_queue: str) -> pika.BasicProperties:
+    """The same property set as a pimq shard (wire.shard_properties), for comparison."""
+    job = "0123456789abcdef"
+    return pika.BasicProperties(
+        delivery_mode=2,
+        content_type="application/octet-stream",
+        message_id=f"{job}:{i}",
+        reply_to=reply_queue,
+        headers={
+            "pimq-job": job,
+            "pimq-index": i,
+            "pimq-count": count,
+            "pimq-kind": "noop",
+            "pimq-params": "{}",
+            "pimq-attempt": 0,
+            "i": i,
+        },
+    )
+
+
+def run(url: str, count: int, pimq_like: bool = False) -> float:
     reply_queue = f"bare.replies.{secrets.token_hex(4)}"
     confirms = Confirmed()
     seen: set[int] = set()
@@ -98,7 +126,11 @@ def run(url: str, count: int) -> float:
     def publish_all(_frame: Any) -> None:
         ch = state["ch"]
         for i in range(count):
-            props = pika.BasicProperties(delivery_mode=2, reply_to=reply_queue, headers={"i": i})
+            props = (
+                pimq_like_props(i, count, reply_queue)
+                if pimq_like
+                else pika.BasicProperties(delivery_mode=2, reply_to=reply_queue, headers={"i": i})
+            )
             ch.basic_publish("", TASKS, b"", props)
             confirms.add(None)
 
@@ -127,6 +159,9 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("url")
     r.add_argument("count", type=int)
+    r.add_argument(
+        "--pimq-like", action="store_true", help="tasks carry pimq's shard properties and headers"
+    )
     w = sub.add_parser("worker")
     w.add_argument("url")
     w.add_argument("--prefetch", type=int, default=2)
@@ -135,7 +170,7 @@ def main() -> None:
     if args.role == "worker":
         worker(args.url, args.prefetch, args.persistent_replies)
         return
-    seconds = run(args.url, args.count)
+    seconds = run(args.url, args.count, args.pimq_like)
     print(json.dumps({"result": args.count, "seconds": seconds, "rate": args.count / seconds}))
 
 

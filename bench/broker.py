@@ -168,8 +168,12 @@ def kill_group(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None
 
 
 @contextmanager
-def private_broker(base: Path, vhosts: int = 60) -> Iterator[Broker]:
-    """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after."""
+def private_broker(
+    base: Path, vhosts: int = 60, extra_conf: tuple[str, ...] = ()
+) -> Iterator[Broker]:
+    """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after.
+
+    ``extra_conf``: more ``rabbitmq.conf`` lines (experiments, e.g. ``frame_max``)."""
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)

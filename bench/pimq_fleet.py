@@ -61,6 +61,8 @@ def use_runtime(rev: str | None, out: Path) -> str:
 def runtime_env(**extra: str) -> dict[str, str]:
     """The environment of a process that imports the measured ``pimq``."""
     path = str(RUNTIME["src"])
+    if os.environ.get("PYTHONPATH"):  # e.g. a sitecustomize for an experiment
+        path = f"{path}:{os.environ['PYTHONPATH']}"
     if "PYTHONPATH" in extra:
         path = f"{extra.pop('PYTHONPATH')}:{path}"
     return {**os.environ, "PYTHONPATH": path, **extra}
