@@ -189,15 +189,20 @@ def figures_markdown(r: dict[str, Any]) -> str:
     if mem:
         out += [
             "",
-            "### 4. Memory of one `pimq worker` (idle, all vhosts connected)",
+            "### 4. Memory of one `pimq worker` (default pool: one shard process per core)",
             "",
-            "| vhosts | main process RSS | shard processes RSS | whole worker PSS |",
-            "|---:|---:|---:|---:|",
+            "| vhosts | main process RSS, idle | shard processes RSS | whole worker PSS "
+            "| main RSS after a 45 MB word count (peak) | shard process peak |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         for n, row in mem.items():
+            after = row.get("rss_main_after_job_mb")
+            after_s = f"{after:.1f} MB ({row['peak_rss_main_mb']:.1f} MB)" if after else "-"
+            child = row.get("peak_rss_child_mb")
             out.append(
                 f"| {n} | {row['rss_main_mb']:.1f} MB | {row['rss_children_mb']:.1f} MB "
-                f"({row['children']}) | {row['pss_total_mb']:.1f} MB |"
+                f"({row['children']}) | {row['pss_total_mb']:.1f} MB | {after_s} | "
+                + (f"{child:.1f} MB |" if child else "- |")
             )
     cv = r.get("curve")
     if cv:

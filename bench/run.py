@@ -215,11 +215,7 @@ def bench_wordcount(
     )
     shards = max(4, 4 * k)  # pimq's default for k workers, given to Celery too
     env_pimq = runtime_env()
-    env_celery = {
-        **env_pimq,
-        "BENCH_CELERY_URL": broker.url("celery"),
-        "PYTHONPATH": f"{BENCH}:{REPO / 'worker' / 'src'}",
-    }
+    env_celery = runtime_env(BENCH_CELERY_URL=broker.url("celery"), PYTHONPATH=str(BENCH))
     fleets: list[Fleet] = []
     helpers: list[subprocess.Popen] = []
     try:
@@ -481,7 +477,15 @@ def bench_overhead(
 
 
 # -- 4. worker memory -------------------------------------------------------------
-def bench_memory(broker: Broker, out: Path, counts: list[int]) -> dict[str, Any]:
+def _hwm_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_memory(broker: Broker, out: Path, counts: list[int], text: Path) -> dict[str, Any]:
     import psutil
 
     say(f"\n== 4. RSS of one pimq worker (default processes) serving {counts} vhosts")
@@ -501,16 +505,28 @@ def bench_memory(broker: Broker, out: Path, counts: list[int]) -> dict[str, Any]
                 except (psutil.Error, AttributeError):
                     pss_total = 0
                     break
+            # then one 45 MB word count through it: how far does it grow?
+            v = pimq_variant(
+                "wc", "wc", broker, 0, out, fleet, "wordcount", "--word", WORD, str(text)
+            )
+            measure(v, broker, None)
+            rss_after = main.memory_info().rss
             rows[n] = {
                 "rss_main_mb": rss_main / 2**20,
                 "rss_children_mb": rss_kids / 2**20,
                 "children": len(kids),
                 "pss_total_mb": pss_total / 2**20,
+                "rss_main_after_job_mb": rss_after / 2**20,
+                "peak_rss_main_mb": _hwm_mb(main.pid),
+                "peak_rss_child_mb": max((_hwm_mb(c.pid) for c in kids), default=0.0),
             }
+            r = rows[n]
             say(
-                f"  {n:3d} vhosts: main {rss_main / 2**20:6.1f} MB RSS, {len(kids)} shard "
-                f"processes {rss_kids / 2**20:6.1f} MB RSS, whole worker {pss_total / 2**20:6.1f}"
-                " MB PSS"
+                f"  {n:3d} vhosts: main {r['rss_main_mb']:6.1f} MB RSS, {len(kids)} shard "
+                f"processes {r['rss_children_mb']:6.1f} MB RSS, whole worker "
+                f"{r['pss_total_mb']:6.1f} MB PSS; after a 45 MB word count: main "
+                f"{r['rss_main_after_job_mb']:.1f} MB (peak {r['peak_rss_main_mb']:.1f} MB), "
+                f"shard process peak {r['peak_rss_child_mb']:.1f} MB"
             )
     return {"vhosts": rows}
 
@@ -712,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
                     broker, out, k, args.noop_shards, args.repeat, prefetches
                 )
             if "memory" in only:
-                results["memory"] = bench_memory(broker, out, [1, 10, 30, 60])
+                results["memory"] = bench_memory(broker, out, [1, 10, 30, 60], text)
             if "curve" in only:
                 results["curve"] = bench_curve(
                     broker,
