@@ -60,7 +60,7 @@ test-classroom: classroom ## provisioning and end-to-end tests on the simulated 
 
 molecule: setup ## converge site.yml on a fresh one-Pi room, idempotence, verify (Molecule)
 	@tests/harness/image.sh >/dev/null
-	cd tests && $(BIN)/molecule test
+	cd tests && $(CURDIR)/$(BIN)/molecule test
 
 test: lint unit integration test-harness test-classroom molecule ## everything CI checks
 
