@@ -13,7 +13,7 @@ PYTEST    := $(BIN)/pytest
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup lint unit integration classroom provision demo deploy status \
+.PHONY: help setup lint unit integration classroom provision demo deploy check status \
         test test-harness test-classroom molecule bench clean
 
 help: ## this list
@@ -29,7 +29,7 @@ lint: setup ## ansible-lint (production), yamllint, ruff
 	$(BIN)/ruff format --check worker tests bench
 
 unit: setup ## pure-logic tests (seconds)
-	$(PYTEST) tests/unit
+	$(PYTEST) tests/unit tests/classroom/test_roster_unit.py
 
 integration: setup ## the runtime against a real RabbitMQ, with the newest pika and Debian's pika 1.2
 	$(PYTEST) tests/integration
@@ -44,10 +44,13 @@ provision: classroom ## run playbooks/site.yml on the simulated classroom
 demo: provision ## the simulated classroom, provisioned, and a real job run as a student
 	@tests/harness/demo.sh
 
-deploy: setup ## provision a real classroom: make deploy INVENTORY=inventory/<room>
+deploy: setup ## provision a real classroom: make deploy INVENTORY=inventory/<room> [ANSIBLE_ARGS=...]
 	@test -n "$(INVENTORY)" || { echo "usage: make deploy INVENTORY=inventory/<room> (copy inventory/example to start)"; exit 2; }
 	@test -f "$(INVENTORY)/hosts.yml" || { echo "no $(INVENTORY)/hosts.yml: copy inventory/example to $(INVENTORY) and describe your room"; exit 2; }
-	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/site.yml
+	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/site.yml $(ANSIBLE_ARGS)
+
+check: setup ## dry run of site.yml: make check INVENTORY=inventory/<room> (default: the simulated one)
+	$(ANSIBLE_PLAYBOOK) -i $(or $(INVENTORY),$(LOCAL)) playbooks/site.yml --check --diff $(ANSIBLE_ARGS)
 
 status: setup ## broker, workers and queue depths of a room (default: the simulated one)
 	$(ANSIBLE_PLAYBOOK) -i $(or $(INVENTORY),$(LOCAL)) playbooks/status.yml
