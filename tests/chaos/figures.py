@@ -1,0 +1,58 @@
+"""The chaos suite's figures: tests add rows, the session prints and writes them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+
+# section -> list of (label, {column: value})
+ROWS: dict[str, list[tuple[str, dict[str, object]]]] = {}
+
+
+def add(section: str, label: str, **values: object) -> None:
+    ROWS.setdefault(section, []).append((label, values))
+
+
+def _machine() -> str:
+    cpus = os.cpu_count()
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    docker = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{platform.node()}: {cpus} CPUs {model}, {platform.platform()}, Docker {docker}"
+
+
+def render(command: str) -> str:
+    lines = [
+        "# pimq chaos and security suite: figures",
+        "",
+        f"- command: `{command}` (CHAOS_JOBS={os.environ.get('CHAOS_JOBS', '10')})",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"- machine: {_machine()}",
+        "",
+    ]
+    for section, rows in ROWS.items():
+        columns: list[str] = []
+        for _, values in rows:
+            columns += [c for c in values if c not in columns]
+        lines += [f"## {section}", ""]
+        lines.append("| " + " | ".join(["", *columns]) + " |")
+        lines.append("|" + "---|" * (len(columns) + 1))
+        for label, values in rows:
+            cells = [label, *[str(values.get(c, "")) for c in columns]]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
