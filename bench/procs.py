@@ -122,3 +122,58 @@ def children_cpu() -> float:
 
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    """CPU seconds of this process and all its descendants (the bench, broker, workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for p in me.children(recursive=True):
+        try:
+            total += sum(p.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def others_load(seconds: float = 1.0) -> float:
+    """Cores kept busy by processes that are not the bench's, over ``seconds``."""
+    b0, o0 = _busy_seconds(), _own_seconds()
+    time.sleep(seconds)
+    return max(0.0, (_busy_seconds() - b0) - (_own_seconds() - o0)) / seconds
+
+
+class QuietGate:
+    """Before each run, wait (within a budget) until other people's load is low."""
+
+    def __init__(self, max_cores: float, per_run: float = 20.0, budget: float = 180.0) -> None:
+        self.max_cores = max_cores
+        self.per_run = per_run
+        self.budget = budget
+        self.waited = 0.0
+
+    def wait(self) -> float:
+        """Returns the other processes' load (cores) just before the run."""
+        if self.max_cores <= 0:
+            return others_load(0.5)
+        start = time.monotonic()
+        while True:
+            load = others_load(1.0)
+            spent = time.monotonic() - start
+            if (
+                load <= self.max_cores
+                or spent >= self.per_run
+                or self.waited + spent >= self.budget
+            ):
+                self.waited += spent
+                return load

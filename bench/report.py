@@ -105,11 +105,16 @@ def _parts(v: dict[str, Any]) -> str:
     return " + ".join(f"{p[k]:.2f}" for k in ("client", "servers", "server_children", "broker"))
 
 
+def _others(v: dict[str, Any]) -> str:
+    x = v.get("median_others")
+    return "?" if x is None or x != x else f"{x:.1f}"
+
+
 def _variant_table(variants: dict[str, Any], ref: str | None = None) -> list[str]:
     lines = [
         "| variant | median s | process s | CPU s: all = client + servers + their children + "
-        "broker | cores busy | runs (s) |",
-        "|---|---:|---:|---|---:|---|",
+        "broker | cores busy | others' load | runs (s) |",
+        "|---|---:|---:|---|---:|---:|---|",
     ]
     base = variants[ref]["median_seconds"] if ref else None
     for v in variants.values():
@@ -118,7 +123,7 @@ def _variant_table(variants: dict[str, Any], ref: str | None = None) -> list[str
         busy = v["median_cpu"] / v["median_wall"] if v["median_wall"] else 0.0
         lines.append(
             f"| {v['label']} | {v['median_seconds']:.3f}{rel} | {v['median_wall']:.2f} "
-            f"| {v['median_cpu']:.2f} = {_parts(v)} | {busy:.2f} | {runs} |"
+            f"| {v['median_cpu']:.2f} = {_parts(v)} | {busy:.2f} | {_others(v)} | {runs} |"
         )
     return lines
 
@@ -128,7 +133,10 @@ def figures_markdown(r: dict[str, Any]) -> str:
     out = [
         f"Run of {m['date']} at `{m['git']}`, {r['repeat']} runs per figure (median), "
         f"{r['elapsed_seconds'] / 60:.1f} min; pimq runtime measured: "
-        f"{m.get('runtime', 'working tree')}.",
+        f"{m.get('runtime', 'working tree')}. Before each run the bench waited until other "
+        f"processes used at most {r.get('max_other_load', '?')} cores (20 s at most; "
+        f"{r.get('quiet_wait_seconds', 0):.0f} s waited in all); *others' load* is what they "
+        "used just before the run.",
         "",
         "| machine | |",
         "|---|---|",
@@ -177,13 +185,13 @@ def figures_markdown(r: dict[str, Any]) -> str:
             f"(the bare loop's replies are {ov.get('replies')}, like pimq's results)",
             "",
             "| variant | shards/s | median s | CPU s: all = client + servers + their children + "
-            "broker |",
-            "|---|---:|---:|---|",
+            "broker | others' load |",
+            "|---|---:|---:|---|---:|",
         ]
         for name, v in ov["variants"].items():
             out.append(
                 f"| {v['label']} | {ov['rates'][name]:.0f} | {v['median_seconds']:.2f} "
-                f"| {v['median_cpu']:.2f} = {_parts(v)} |"
+                f"| {v['median_cpu']:.2f} = {_parts(v)} | {_others(v)} |"
             )
     mem = _get(r, "memory", "vhosts")
     if mem:
