@@ -1,0 +1,116 @@
+"""Controller misuse as a student on the head: one clear error line each (no traceback),
+a non-zero exit code, and nothing left in the student's queues."""
+
+from __future__ import annotations
+
+import json
+
+import figures
+import nodes
+import pytest
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
+
+STUDENT = "grace"
+SETUP = r"""
+set -e
+head -c 200000 /dev/urandom > bin.dat
+install -m 600 ~/.config/pimq/config.yaml badpw.yaml
+sed -i 's/^password:.*/password: "not-the-password"/' badpw.yaml
+install -m 600 ~/.config/pimq/config.yaml closed.yaml
+sed -i 's/^port:.*/port: 1/' closed.yaml
+grep -q '^port: 1$' closed.yaml
+"""
+
+CASES = {
+    "missing file": "pimq run wordcount --word more nosuch.txt",
+    "binary file": "pimq run wordcount --word more bin.dat",
+    # bounded (timeout -k 5 30): it would otherwise publish shards for many minutes
+    "huge shard count (10^8)": "timeout -k 5 30 pimq run wordcount --word more corpus.txt"
+    " --shards 100000000",
+    "negative range (--start -5)": "pimq run primes 100 --start -5",
+    "negative range (stop -10)": "pimq run primes -10",
+    "bad regex": "pimq run grep '(' corpus.txt",
+    "unknown job kind": "pimq run nosuchkind",
+    "wrong password": "PIMQ_CONFIG=badpw.yaml pimq run primes 1000",
+    "broker unreachable (closed port)": "PIMQ_CONFIG=closed.yaml pimq run primes 1000",
+    "broker unreachable (unknown host)": "pimq run primes 1000 --host nosuch.invalid",
+}
+
+
+def queues(room: nodes.Room) -> dict[str, int]:
+    out = nodes.on_node(
+        room.head,
+        ["rabbitmqctl", "-q", "list_queues", "-p", STUDENT, "name", "messages",
+         "--formatter", "json"],
+    ).stdout  # fmt: skip
+    return {q["name"]: int(q["messages"]) for q in json.loads(out)}
+
+
+HUGE_BUG = (
+    "runtime accepts --shards 100000000 for a 5.6 MB file: worker/src/pimq/runjob.py cmd_run() "
+    "only checks --shards >= 1; the controller then publishes ~30,000 empty shards/s into "
+    "pimq.tasks for minutes, and ignores SIGINT while publishing (needed SIGKILL); "
+    "30 s later pimq.tasks holds hundreds of thousands of shards"
+)
+BINARY_BUG = (
+    "runtime accepts a binary file: worker/src/pimq/jobs/_text.py check_file() only checks "
+    "existence/readability and decode() uses surrogateescape, so `pimq run wordcount --word "
+    "more bin.dat` (200 KB of /dev/urandom) exits 0 with a count instead of a usage error"
+)
+
+
+XFAIL = {"binary file": BINARY_BUG, "huge shard count (10^8)": HUGE_BUG}
+
+
+def clean(room: nodes.Room, leftovers: dict[str, int]) -> None:
+    """Leave the student's vhost as it was (the figures already hold what was left)."""
+    for name in leftovers:
+        verb = "purge_queue" if name == "pimq.tasks" else "delete_queue"
+        nodes.on_node(room.head, ["rabbitmqctl", "-q", verb, "-p", STUDENT, name], check=False)
+
+
+@pytest.fixture(scope="module")
+def misuse_setup(converged: nodes.Room, corpus) -> nodes.Room:
+    nodes.ssh(converged, STUDENT, SETUP)
+    return converged
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        pytest.param(label, marks=pytest.mark.xfail(strict=True, reason=XFAIL[label]))
+        if label in XFAIL
+        else label
+        for label in CASES
+    ],
+)
+def test_controller_misuse_fails_cleanly(misuse_setup: nodes.Room, label: str) -> None:
+    room = misuse_setup
+    before = queues(room)
+    proc = nodes.ssh(room, STUDENT, CASES[label], check=False, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    traceback = "Traceback" in proc.stderr or "Traceback" in proc.stdout
+    after = queues(room)
+    leftovers = {
+        name: n
+        for name, n in after.items()
+        if (name.startswith("pimq.result.") and name not in before)
+        or (name == "pimq.tasks" and n > 0)
+    }
+    figures.add(
+        "Controller misuse (as a student on the head)",
+        label,
+        **{
+            "exit code": proc.returncode,
+            "stderr lines": len(lines),
+            "traceback": "yes" if traceback else "no",
+            "left in queues": leftovers or "nothing",
+            "first stderr line": (lines[0][:90] if lines else "").replace("|", "/"),
+        },
+    )
+    clean(room, leftovers)
+    assert proc.returncode != 0, proc.stderr
+    assert not traceback, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert not leftovers
