@@ -49,9 +49,10 @@ def queues(room: nodes.Room) -> dict[str, int]:
 
 HUGE_BUG = (
     "runtime accepts --shards 100000000 for a 5.6 MB file: worker/src/pimq/runjob.py cmd_run() "
-    "only checks --shards >= 1; the controller then publishes ~30,000 empty shards/s into "
-    "pimq.tasks for minutes, and ignores SIGINT while publishing (needed SIGKILL); "
-    "30 s later pimq.tasks holds hundreds of thousands of shards"
+    "only checks --shards >= 1; split makes one shard per word (1,049,460) and the controller "
+    "is still publishing them 30 s later (killed by timeout, exit 124), leaving its "
+    "pimq.result.* queue behind; unbounded, 900,000 shards piled up in pimq.tasks within "
+    "minutes and the controller ignored SIGINT (Ctrl-C) while publishing"
 )
 BINARY_BUG = (
     "runtime accepts a binary file: worker/src/pimq/jobs/_text.py check_file() only checks "
