@@ -35,6 +35,22 @@ def _machine() -> str:
     return f"{platform.node()}: {cpus} CPUs {model}, {platform.platform()}, Docker {docker}"
 
 
+ELSEWHERE = """## Covered by other suites (not repeated here)
+
+- roster misuse (duplicates, invalid names, unknown keys, empty roster):
+  `tests/classroom/test_roster.py`, `tests/classroom/test_roster_unit.py`
+- tenant matrix over AMQP for every ordered pair, `guest` refused from every node,
+  `pimq-worker` limited to `pimq.` resources: `tests/classroom/test_tenants.py`
+- secrets in `ps`, `-vvv` output, the journal, `/var/log`, histories:
+  `tests/classroom/test_secrets.py`
+- worker `kill -9` brought back by systemd, unit hardening (exposure <= 2.0):
+  `tests/classroom/test_worker.py`
+- a 45 MB word count with a worker Pi killed mid-job: `tests/classroom/test_jobs.py`
+- malformed messages, retry/dead-letter, SIGTERM drain, broker restart, cancel, timeout
+  against a private broker: `tests/integration/`
+"""
+
+
 def render(command: str) -> str:
     lines = [
         "# pimq chaos and security suite: figures",
@@ -55,4 +71,4 @@ def render(command: str) -> str:
             cells = [label, *[str(values.get(c, "")) for c in columns]]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, ELSEWHERE])
