@@ -14,7 +14,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help setup lint unit integration classroom provision demo deploy check status \
-        test test-harness test-classroom molecule bench clean
+        test test-harness test-classroom molecule chaos chaos-ci bench clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,7 +65,16 @@ molecule: setup ## converge site.yml on a fresh one-Pi room, idempotence, verify
 	@tests/harness/image.sh >/dev/null
 	cd tests && $(CURDIR)/$(BIN)/molecule test
 
-test: lint unit integration test-harness test-classroom molecule ## everything CI checks
+chaos: setup ## the full chaos + security suite on its own classroom; figures to tests/chaos/RESULTS.md
+	CHAOS_RESULTS=tests/chaos/RESULTS.md $(PYTEST) tests/chaos
+
+chaos-ci: classroom ## the chaos suite's CI subset: one job per fault, on the simulated classroom
+	PIMQ_CLASSROOM=pimq PIMQ_INVENTORY=$(CURDIR)/$(LOCAL) CHAOS_JOBS=1 $(PYTEST) tests/chaos
+
+bench: setup ## benchmarks side by side; figures in bench/RESULTS.md
+	bench/run.sh
+
+test: lint unit integration test-harness test-classroom molecule chaos-ci ## everything CI checks
 
 clean: ## remove the simulated classroom: containers, network, inventory, keys
 	@if docker info >/dev/null 2>&1; then $(or $(wildcard $(PY)),python3) tests/harness/classroom.py down; fi

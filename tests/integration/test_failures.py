@@ -127,7 +127,8 @@ def one_line_error(out, code: int, text: str) -> None:
         (("nosuchkind",), "unknown job kind 'nosuchkind'"),
         (("grep", "(oops", str(SHAKESPEARE)), "bad regular expression"),
         (("wordcount", "--word", "x", "/no/such/file"), "no such file: /no/such/file"),
-        (("primes", "10", "--shards", "0"), "--shards must be at least 1"),
+        (("primes", "10", "--shards", "0"), "--shards must be between 1 and 10000"),
+        (("primes", "10", "--shards", "100000000"), "--shards must be between 1 and 10000"),
     ],
 )
 def test_student_errors_are_one_line(cli, args, text):

@@ -62,6 +62,28 @@ def test_missing_file_is_a_value_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"text\0with a NUL", "not a text file"),
+        (b"caf\xe9 latin-1, not UTF-8", "not UTF-8 text (byte 3 is invalid)"),
+    ],
+)
+def test_binary_or_non_utf8_file_is_a_value_error(tmp_path: Path, data: bytes, message: str):
+    (tmp_path / "f").write_bytes(data)
+    args = argparse.Namespace(pattern="a", file=str(tmp_path / "f"), ignore_case=False)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        grep.params(args)
+
+
+def test_utf8_cut_at_the_end_of_the_sniffed_part_is_still_text(tmp_path: Path) -> None:
+    from pimq.jobs._text import SNIFF_BYTES, check_file
+
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * (SNIFF_BYTES - 1) + "é".encode())  # é straddles the boundary
+    check_file(str(path))
+
+
+@pytest.mark.parametrize(
     ("stop", "expected"), [(0, 0), (2, 0), (3, 1), (100, 25), (10**6, 78498), (10**6 + 1, 78498)]
 )
 def test_primes_known_counts(stop: int, expected: int) -> None:

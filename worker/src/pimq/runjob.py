@@ -13,6 +13,9 @@ from pimq.controller import Controller, Outcome
 from pimq.errors import UsageError
 from pimq.state import track_job, untrack_job
 
+# More shards than this only adds overhead (and takes minutes to publish).
+MAX_SHARDS = 10_000
+
 
 def default_shards(consumers: int) -> int:
     """Four shards per worker serving the vhost (each runs a pool of processes)."""
@@ -61,8 +64,8 @@ def summary(kind: str, job_params: dict, outcome: Outcome, result: Any) -> dict[
 def cmd_run(kind: str, rest: list[str]) -> int:
     module = load_kind(kind)
     args = kind_parser(kind, module).parse_args(rest)
-    if args.shards is not None and args.shards < 1:
-        raise UsageError("--shards must be at least 1")
+    if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
+        raise UsageError(f"--shards must be between 1 and {MAX_SHARDS}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     try:
