@@ -65,15 +65,18 @@ def docker(*args: str) -> None:
     subprocess.run(["docker", *args], check=True, capture_output=True)
 
 
-def wait_worker_active(node: str, timeout: float = 120) -> None:
+def wait_node_back(node: str) -> None:
+    """The restarted Pi has booted fully: its broker answers, its worker runs."""
     nodes.wait_for(
         lambda: (
-            nodes.on_node(node, "systemctl is-active pimq-worker", check=False).stdout.strip()
-            == "active"
+            nodes.on_node(node, "systemctl is-system-running", check=False).stdout.strip()
+            == "running"
         ),
-        timeout=timeout,
-        what=f"pimq-worker active on {node}",
+        timeout=180,
+        what=f"{node} booted with every unit running",
     )
+    nodes.on_node(node, "rabbitmqctl -q await_startup --timeout 120", timeout=150)
+    assert nodes.on_node(node, "systemctl is-active pimq-worker").stdout.strip() == "active"
 
 
 def test_wordcount_survives_a_worker_pi_killed_mid_job(room: nodes.Room, corpus) -> None:
@@ -97,5 +100,5 @@ def test_wordcount_survives_a_worker_pi_killed_mid_job(room: nodes.Room, corpus)
     assert doc["result"] == expected
     assert sum(doc["workers"].values()) == doc["shards"] == 64
     # the Pi comes back on its own and its worker rejoins
-    wait_worker_active(victim)
+    wait_node_back(victim)
     assert outcome(run_job(room, "wordcount", "--word", "more", path))["result"] == expected
