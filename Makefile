@@ -8,7 +8,7 @@ PY        := $(BIN)/python
 ANSIBLE_PLAYBOOK := $(BIN)/ansible-playbook
 WORKERS   ?= 3
 INVENTORY ?=
-LOCAL     := inventory/local
+LOCAL     ?= inventory/local
 PYTEST    := $(BIN)/pytest
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -36,13 +36,13 @@ integration: setup ## the runtime against a real RabbitMQ, with the newest pika 
 	.venv-deb/bin/python -m pytest tests/integration
 
 classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running
-	@$(PY) tests/harness/classroom.py up --workers $(WORKERS)
+	@$(PY) tests/harness/classroom.py up --workers $(WORKERS) --inventory $(LOCAL)
 
 provision: classroom ## run playbooks/site.yml on the simulated classroom
 	$(ANSIBLE_PLAYBOOK) -i $(LOCAL) playbooks/site.yml
 
 demo: provision ## the simulated classroom, provisioned, and a real job run as a student
-	@tests/harness/demo.sh
+	@PIMQ_INVENTORY=$(LOCAL) tests/harness/demo.sh
 
 deploy: setup ## provision a real classroom: make deploy INVENTORY=inventory/<room> [ANSIBLE_ARGS=...]
 	@test -n "$(INVENTORY)" || { echo "usage: make deploy INVENTORY=inventory/<room> (copy inventory/example to start)"; exit 2; }
@@ -69,7 +69,7 @@ chaos: setup ## the full chaos + security suite on its own classroom; figures to
 	CHAOS_RESULTS=tests/chaos/RESULTS.md $(PYTEST) tests/chaos
 
 chaos-ci: classroom ## the chaos suite's CI subset: one job per fault, on the simulated classroom
-	PIMQ_CLASSROOM=pimq PIMQ_INVENTORY=$(CURDIR)/$(LOCAL) CHAOS_JOBS=1 $(PYTEST) tests/chaos
+	PIMQ_CLASSROOM=$${PIMQ_CLASSROOM:-pimq} PIMQ_INVENTORY=$(CURDIR)/$(LOCAL) CHAOS_JOBS=1 $(PYTEST) tests/chaos
 
 bench: setup ## benchmarks side by side; figures in bench/RESULTS.md
 	bench/run.sh
