@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker import Broker, private_broker
 from pimq_fleet import (
     PIMQ_PYTHON,
     REPO,
@@ -54,6 +53,9 @@ from procs import (
     tree_cpu,
     wait_for_text,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared broker
+from private_broker import Broker, private_broker
 
 BENCH = REPO / "bench"
 BENCH_PY = sys.executable

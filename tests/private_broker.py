@@ -1,14 +1,13 @@
-"""A private RabbitMQ on loopback for the benchmarks.
+"""A private RabbitMQ on loopback, for the integration tests and the benchmarks.
 
-The same approach as ``tests/integration/conftest.py``: one ``rabbitmq-server``
-subprocess in its own process group, all state under a scratch directory,
-users and vhosts loaded from a definitions file at boot (production layout:
-one user per student vhost, ``pimq-worker`` with ``^pimq\\.`` rights on every
-student vhost, an admin user, no ``guest``), readiness by ``rabbitmqctl
-await_startup``. One difference: the bench runs its own ``epmd`` on a private
-port in the same process group, so that nothing outlives the run.
+One ``rabbitmq-server`` subprocess in its own process group, with its own
+``epmd`` on a private port, all state under a scratch directory, so nothing
+outlives it; users and vhosts loaded from a definitions file at boot
+(production layout: one user per student vhost, ``pimq-worker`` with
+``^pimq\\.`` rights on every student vhost, an admin user, no ``guest``);
+ready when ``rabbitmqctl await_startup`` says so.
 
-Run it alone to poke at it: ``python bench/broker.py`` (Ctrl-C stops it).
+Run it alone to poke at it: ``python tests/private_broker.py`` (Ctrl-C stops it).
 """
 
 from __future__ import annotations
@@ -65,6 +64,7 @@ class Broker:
     worker_password: str = field(repr=False)
     version: str = "?"
     server_pid: int = 0
+    taken: int = 0
 
     def url(self, vhost: str) -> str:
         """AMQP URL of the admin user on ``vhost`` (for the peers)."""
@@ -84,6 +84,29 @@ class Broker:
         if out.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}")
         return out.stdout
+
+    def take(self) -> Student:
+        """A student vhost no one has used yet (tests isolate themselves so)."""
+        student = self.students[self.taken]
+        self.taken += 1
+        return student
+
+    def connect(self, student: Student):
+        import pika  # only the callers that connect need it
+
+        return pika.BlockingConnection(
+            pika.ConnectionParameters(
+                "127.0.0.1",
+                self.port,
+                student.vhost,
+                pika.PlainCredentials(student.user, student.password),
+            )
+        )
+
+    def restart_app(self) -> None:
+        self.ctl("stop_app")
+        self.ctl("start_app")
+        self.ctl("await_startup", "--timeout", "60")
 
     def student_config(self, student: Student, path: Path) -> Path:
         path.write_text(
@@ -169,18 +192,24 @@ def kill_group(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None
 
 @contextmanager
 def private_broker(
-    base: Path, vhosts: int = 60, extra_conf: tuple[str, ...] = ()
+    base: Path,
+    vhosts: int = 60,
+    extra_conf: tuple[str, ...] = (),
+    admin_password: str | None = None,
+    worker_password: str | None = None,
 ) -> Iterator[Broker]:
     """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after.
 
-    ``extra_conf``: more ``rabbitmq.conf`` lines (experiments, e.g. ``frame_max``)."""
+    ``extra_conf``: more ``rabbitmq.conf`` lines (experiments, e.g. ``frame_max``);
+    the admin's and the worker's passwords are random unless given."""
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
     students = [
         Student(f"s{i:02d}", f"stud{i:02d}", secrets.token_hex(8)) for i in range(1, vhosts + 1)
     ]
-    admin_pw, worker_pw = "admin-" + secrets.token_hex(6), "worker-" + secrets.token_hex(6)
+    admin_pw = admin_password or "admin-" + secrets.token_hex(6)
+    worker_pw = worker_password or "worker-" + secrets.token_hex(6)
     (base / "definitions.json").write_text(json.dumps(_definitions(students, admin_pw, worker_pw)))
     (base / "enabled_plugins").write_text("[].\n")
     (base / "rabbitmq-env.conf").write_text("")
@@ -196,11 +225,12 @@ def private_broker(
                 "vm_memory_high_watermark.relative = 0.3",
                 "log.console = false",
                 "log.file.level = warning",
+                *extra_conf,
                 "",
             ]
         )
     )
-    node = f"pimqbench-{secrets.token_hex(4)}@localhost"
+    node = f"pimq-{secrets.token_hex(4)}@localhost"
     env = {
         **os.environ,
         "HOME": str(base),
