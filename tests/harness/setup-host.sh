@@ -40,7 +40,11 @@ if ! docker info >/dev/null 2>&1; then
     say "starting docker.service"
     systemctl start docker || true
   fi
-  if ! docker info >/dev/null 2>&1; then
+  # A dockerd still starting or stopping is waited for; one killed outright
+  # (a machine reused after a hard stop) leaves pid files that block the next.
+  for _ in $(seq 1 30); do pgrep -x dockerd >/dev/null || break; docker info >/dev/null 2>&1 && break; sleep 1; done
+  if ! docker info >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null; then
+    rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
     say "starting dockerd in the background (log: /var/log/pimq-dockerd.log)"
     nohup dockerd >/var/log/pimq-dockerd.log 2>&1 &
   fi
