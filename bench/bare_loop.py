@@ -90,20 +90,17 @@ def worker(url: str, prefetch: int, persistent: bool = False) -> None:
 
 
 def pimq_like_props(i: int, count: int, reply_queue: str) -> pika.BasicProperties:
-    """The same property set as a pimq shard (wire.shard_properties), for comparison."""
+    """The same property set as a no-op pimq shard (``pimq.wire.shard_properties``:
+    parameters ``{}`` and attempt 0 are left out), for comparison."""
     job = "0123456789abcdef"
     return pika.BasicProperties(
         delivery_mode=2,
-        content_type="application/octet-stream",
-        message_id=f"{job}:{i}",
         reply_to=reply_queue,
         headers={
             "pimq-job": job,
             "pimq-index": i,
             "pimq-count": count,
             "pimq-kind": "noop",
-            "pimq-params": "{}",
-            "pimq-attempt": 0,
             "i": i,
         },
     )

@@ -672,9 +672,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noop-shards", type=int, default=10_000)
     parser.add_argument(
         "--bare-prefetch",
-        default="2,32",
+        default="2,32,128",
         help="prefetch values of the bare pika loop (2: pimq's for slow "
-        "shards; 32: pimq's adaptive prefetch for quick shards)",
+        "shards; 128: pimq's deepest window, taken for tiny quick shards)",
     )
     parser.add_argument(
         "--quick",

@@ -70,20 +70,32 @@ def test_reply_to_must_be_a_result_queue() -> None:
 
 
 def test_result_round_trip() -> None:
-    body = wire.encode_result("ab12cd34", 1, True, {"x": [1, 2]}, 0.5, "pi1")
-    r = wire.decode_result(body)
-    assert (r.job, r.index, r.ok, r.value, r.seconds, r.worker) == (
-        "ab12cd34",
-        1,
-        True,
-        {"x": [1, 2]},
-        0.5,
-        "pi1",
-    )
-    r = wire.decode_result(wire.encode_result("ab12cd34", 0, False, error="boom"))
-    assert not r.ok and r.error == "boom"
+    entries = [
+        wire.shard_result(1, True, {"x": [1, 2]}, 0.5),
+        wire.shard_result(4, False, seconds=0.25, error="boom"),
+    ]
+    got = wire.decode_results(wire.encode_results("ab12cd34", 'pi"1', entries))
+    assert [(r.job, r.index, r.ok, r.value, r.seconds, r.worker, r.error) for r in got] == [
+        ("ab12cd34", 1, True, {"x": [1, 2]}, 0.5, 'pi"1', ""),
+        ("ab12cd34", 4, False, None, 0.25, 'pi"1', "boom"),
+    ]
+    assert wire.decode_results(wire.encode_results("ab12cd34", "pi1", [])) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b"not json",
+        b"[1, 2]",
+        b'{"job": "ab", "results": 3}',
+        b'{"job": "ab", "results": [{"ok": true}]}',
+        b'{"job": "ab", "results": [{"index": "x", "ok": true}]}',
+    ],
+)
+def test_malformed_results_are_refused(body: bytes) -> None:
     with pytest.raises(wire.BadMessage):
-        wire.decode_result(b"{}")
+        wire.decode_results(body)
 
 
 def test_retry_and_dead_properties_keep_the_shard() -> None:

@@ -136,3 +136,55 @@ class Confirms:
                 callback(ok)
             while order and order[0] not in waiting:
                 order.popleft()
+
+
+class Acks:
+    """Delivery acknowledgements of one consuming channel, coalesced.
+
+    Call :meth:`received` for every delivery (in delivery order), then exactly
+    one of :meth:`ack` / :meth:`nack` per delivery. Acks wait for :meth:`flush`
+    (once per I/O round): the longest run of acked deliveries at the front of
+    the channel's window goes out as one ``multiple`` ack, any other acked
+    delivery as a single ack. Nacks go out at once, so a later ``multiple``
+    ack never covers a delivery that was given back.
+    """
+
+    def __init__(self) -> None:
+        self.window: deque[int] = deque()  # delivery tags not yet settled
+        self.done: set[int] = set()  # acked, not yet sent
+        self.sent: set[int] = set()  # settled ahead of the window's front
+
+    def reset(self) -> None:
+        self.window.clear()
+        self.done.clear()
+        self.sent.clear()
+
+    def received(self, tag: int) -> None:
+        self.window.append(tag)
+
+    def ack(self, tag: int) -> None:
+        self.done.add(tag)
+
+    def nack(self, channel: Any, tag: int, requeue: bool = True) -> None:
+        channel.basic_nack(tag, requeue=requeue)
+        self.sent.add(tag)
+
+    def __bool__(self) -> bool:
+        return bool(self.done)
+
+    def flush(self, channel: Any) -> None:
+        window, done, sent = self.window, self.done, self.sent
+        upto = 0
+        while window and (window[0] in done or window[0] in sent):
+            tag = window.popleft()
+            if tag in done:
+                done.discard(tag)
+                upto = tag
+            else:
+                sent.discard(tag)
+        if upto:
+            channel.basic_ack(upto, multiple=True)
+        for tag in sorted(done):
+            channel.basic_ack(tag)
+        sent |= done
+        done.clear()

@@ -26,7 +26,7 @@ from pimq import amqp, topology
 from pimq.config import StudentConfig
 from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError
 from pimq.progress import Progress
-from pimq.wire import BadMessage, Result, decode_result, encode_cancel, shard_properties
+from pimq.wire import BadMessage, Result, decode_results, encode_cancel, shard_properties
 
 RECONNECT_WINDOW = 120.0
 CONTROL_PROPS = pika.BasicProperties(delivery_mode=1, content_type="application/json")
@@ -48,6 +48,9 @@ class Outcome:
     wall: float
     count: int
     per_worker: dict[str, int] = field(default_factory=dict)
+    #: results dropped because their shard already had one (redeliveries after
+    #: a worker or connection was lost): never counted twice, but worth knowing
+    duplicates: int = 0
 
     @property
     def compute(self) -> float:
@@ -83,6 +86,7 @@ class Controller:
         self.channel: Any = None
         self.bodies: list[bytes] | None = None
         self.results: dict[int, Result] = {}
+        self.duplicates = 0
         self.confirmed: set[int] = set()
         self.confirms = amqp.Confirms()
         self.ack_tag: int | None = None
@@ -119,7 +123,7 @@ class Controller:
         wall = time.monotonic() - self.start
         count = len(self.bodies or [])
         per_worker = Counter(r.worker for r in self.results.values())
-        return Outcome(self.job, self.results, wall, count, dict(per_worker))
+        return Outcome(self.job, self.results, wall, count, dict(per_worker), self.duplicates)
 
     @property
     def count(self) -> int:
@@ -246,25 +250,28 @@ class Controller:
         if self.finishing:
             return
         try:
-            result = decode_result(body)
+            batch = decode_results(body)
         except BadMessage:
             return
-        if result.job != self.job or not 0 <= result.index < self.count:
-            return
-        if not result.ok:
-            self._fail(
-                JobFailed(
-                    f"shard {result.index} of job {self.job} failed on {result.worker}: "
-                    f"{result.error} (details in queue pimq.dead)"
+        results, count = self.results, self.count
+        for result in batch:
+            if result.job != self.job or not 0 <= result.index < count:
+                continue
+            if not result.ok:
+                self._fail(
+                    JobFailed(
+                        f"shard {result.index} of job {self.job} failed on {result.worker}: "
+                        f"{result.error} (details in queue pimq.dead)"
+                    )
                 )
-            )
-            return
-        if result.index in self.results:
-            return
-        self.results[result.index] = result
+                return
+            if result.index in results:
+                self.duplicates += 1
+                continue
+            results[result.index] = result
         if self.progress:
-            self.progress.update(len(self.results))
-        if len(self.results) == self.count:
+            self.progress.update(len(results))
+        if len(results) == count:
             self._finish()
 
     def _ack_later(self, ch: Any, tag: int) -> None:

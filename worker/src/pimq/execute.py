@@ -8,7 +8,7 @@ import time
 import traceback
 
 from pimq import jobs
-from pimq.wire import encode_result
+from pimq.wire import shard_result
 
 Outcome = tuple[bool, float, bytes, str]
 
@@ -19,13 +19,14 @@ def child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def execute(kind: str, body: bytes, params_json: str, job: str, index: int, worker: str) -> Outcome:
-    """Run one shard: (ok, seconds, result message body, traceback text)."""
+def execute(kind: str, body: bytes, params_json: str, index: int) -> Outcome:
+    """Run one shard: (ok, seconds, its result entry, traceback text). The entry
+    (:func:`pimq.wire.shard_result`) is encoded here, off the I/O thread."""
     start = time.perf_counter()
     try:
         value = jobs.load(kind).run(body, json.loads(params_json))
         seconds = time.perf_counter() - start
-        return True, seconds, encode_result(job, index, True, value, seconds, worker), ""
+        return True, seconds, shard_result(index, True, value, seconds), ""
     except Exception:
         return False, time.perf_counter() - start, b"", traceback.format_exc()
 

@@ -60,10 +60,12 @@ class Child:
 
 
 class ShardPool:
-    def __init__(self, size: int, ioloop: Any, on_result: Callable[[Any, Outcome], None]) -> None:
+    def __init__(
+        self, size: int, ioloop: Any, on_results: Callable[[list[Any], list[Outcome]], None]
+    ) -> None:
         self.size = size
         self.ioloop = ioloop
-        self.on_result = on_result
+        self.on_results = on_results
         self.children: dict[int, Child] = {}
         self.idle: list[Child] = []
 
@@ -89,8 +91,8 @@ class ShardPool:
         return len(self.idle)
 
     def submit(self, tokens: list[Any], tasks: list[tuple]) -> None:
-        """Run ``tasks`` one after the other in an idle child; ``on_result``
-        gets each token with its outcome."""
+        """Run ``tasks`` one after the other in an idle child; ``on_results``
+        gets the tokens with their outcomes, in order, once all have run."""
         child = self.idle.pop()
         child.token = tokens
         try:
@@ -109,8 +111,8 @@ class ShardPool:
             return
         tokens, child.token = child.token, None
         self.idle.append(child)
-        for token, outcome in zip(tokens or (), outcomes, strict=True):
-            self.on_result(token, outcome)
+        if tokens:
+            self.on_results(tokens, outcomes)
 
     def _reap(self, child: Child, kill: bool) -> int:
         self.ioloop.remove_handler(child.fd)
@@ -130,12 +132,13 @@ class ShardPool:
         return os.waitstatus_to_exitcode(status)
 
     def _died(self, child: Child) -> None:
-        tokens = child.token or ()
+        tokens = child.token or []
         code = self._reap(child, kill=True)
         log.error("a shard process died (exit code %s); starting a new one", code)
         self._spawn()
-        for token in tokens:
-            self.on_result(token, (False, 0.0, b"", f"shard process died (exit code {code})"))
+        if tokens:
+            died: Outcome = (False, 0.0, b"", f"shard process died (exit code {code})")
+            self.on_results(tokens, [died] * len(tokens))
 
     def shutdown(self, force: bool = False) -> None:
         for child in list(self.children.values()):

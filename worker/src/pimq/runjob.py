@@ -58,6 +58,7 @@ def summary(kind: str, job_params: dict, outcome: Outcome, result: Any) -> dict[
         "compute_seconds": round(outcome.compute, 6),
         "speedup": round(outcome.speedup, 3),
         "workers": dict(sorted(outcome.per_worker.items())),
+        "duplicates": outcome.duplicates,
     }
 
 
@@ -106,4 +107,10 @@ def cmd_run(kind: str, rest: list[str]) -> int:
         file=sys.stderr,
     )
     print(f"shards per worker: {workers}", file=sys.stderr)
+    if outcome.duplicates:
+        print(
+            f"{outcome.duplicates} duplicate result(s) dropped (shards redelivered after "
+            "a worker or connection was lost; each shard is counted once)",
+            file=sys.stderr,
+        )
     return 0

@@ -1,20 +1,26 @@
 """Wire format of shards, results, dead letters and control messages.
 
 A shard is one persistent AMQP message: the body is raw bytes (a slice of the
-input, or whatever the job kind's ``split`` made), the properties carry
-``reply_to`` (the job's result queue), ``message_id`` = ``<job>:<index>`` and
-these headers:
+input, or whatever the job kind's ``split`` made), ``reply_to`` is the job's
+result queue, and these headers say what it is:
 
 ====================  =======================================================
 ``pimq-job``          job id (hex string)
 ``pimq-index``        shard index, 0-based
 ``pimq-count``        number of shards of the job
 ``pimq-kind``         job kind (``wordcount``, ``grep``, ... or a custom one)
-``pimq-params``       job parameters, a JSON object as a string
-``pimq-attempt``      how many times the shard has already failed (0 first)
+``pimq-params``       job parameters, a JSON object as a string (left out
+                      when there are none: ``{}``)
+``pimq-attempt``      how many times the shard has already failed (left out
+                      the first time: 0)
 ====================  =======================================================
 
-A result is a small JSON object (see :func:`encode_result`). A dead letter is
+Nothing else is set: every property and header costs the controller, the
+broker and the worker on every shard (``bench/RESULTS.md``, per-shard
+overhead).
+
+A result message is a small JSON object with the results of one or more shards
+of one job (see :func:`encode_results`). A dead letter is
 the original message with ``pimq-reason`` (one line) and, where a job raised,
 ``pimq-traceback`` added. A control message is JSON
 ``{"cancel": "<job>", "reason": "cancelled" | "done"}``.
@@ -77,19 +83,15 @@ def shard_properties(
     reply_to: str,
     attempt: int = 0,
 ) -> pika.BasicProperties:
+    headers: dict[str, Any] = {H_JOB: job, H_INDEX: index, H_COUNT: count, H_KIND: kind}
+    if params_json != "{}":
+        headers[H_PARAMS] = params_json
+    if attempt:
+        headers[H_ATTEMPT] = attempt
     return pika.BasicProperties(
         delivery_mode=PERSISTENT,
-        content_type="application/octet-stream",
-        message_id=f"{job}:{index}",
         reply_to=reply_to,
-        headers={
-            H_JOB: job,
-            H_INDEX: index,
-            H_COUNT: count,
-            H_KIND: kind,
-            H_PARAMS: params_json,
-            H_ATTEMPT: attempt,
-        },
+        headers=headers,
     )
 
 
@@ -175,22 +177,11 @@ class Result:
     error: str = ""
 
 
-def encode_result(
-    job: str,
-    index: int,
-    ok: bool,
-    value: Any = None,
-    seconds: float = 0.0,
-    worker: str = "",
-    error: str = "",
+def shard_result(
+    index: int, ok: bool, value: Any = None, seconds: float = 0.0, error: str = ""
 ) -> bytes:
-    doc: dict[str, Any] = {
-        "job": job,
-        "index": index,
-        "ok": ok,
-        "seconds": seconds,
-        "worker": worker,
-    }
+    """One shard's entry of a result message (JSON), made where the shard ran."""
+    doc: dict[str, Any] = {"index": index, "ok": ok, "seconds": seconds}
     if ok:
         doc["value"] = value
     else:
@@ -198,18 +189,31 @@ def encode_result(
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def decode_result(body: bytes) -> Result:
+def encode_results(job: str, worker: str, entries: list[bytes]) -> bytes:
+    """A result message: the entries (:func:`shard_result`) of one or more shards
+    of ``job`` that ``worker`` ran, as one JSON object
+    ``{"job": ..., "worker": ..., "results": [entry, ...]}``. Quick shards travel
+    in batches, so one message may carry many results."""
+    head = json.dumps({"job": job, "worker": worker}, separators=(",", ":")).encode()
+    return head[:-1] + b',"results":[' + b",".join(entries) + b"]}"
+
+
+def decode_results(body: bytes) -> list[Result]:
     try:
         doc = json.loads(body)
-        return Result(
-            job=str(doc["job"]),
-            index=int(doc["index"]),
-            ok=bool(doc["ok"]),
-            value=doc.get("value"),
-            seconds=float(doc.get("seconds", 0.0)),
-            worker=str(doc.get("worker", "")),
-            error=str(doc.get("error", "")),
-        )
+        job, worker = str(doc["job"]), str(doc.get("worker", ""))
+        return [
+            Result(
+                job=job,
+                index=int(e["index"]),
+                ok=bool(e["ok"]),
+                value=e.get("value"),
+                seconds=float(e.get("seconds", 0.0)),
+                worker=worker,
+                error=str(e.get("error", "")),
+            )
+            for e in doc["results"]
+        ]
     except (ValueError, KeyError, TypeError) as exc:
         raise BadMessage(f"malformed result: {exc}") from None
 

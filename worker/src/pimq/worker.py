@@ -5,7 +5,10 @@
   idle pool processes (:mod:`pimq.pool`, pipes watched by the same IOLoop)
   round-robin across vhosts, so students share the pool fairly.
 * A finished shard's result is published with a publisher confirm and the
-  shard is acked when that confirm arrives.
+  shard is acked when that confirm arrives. Quick shards run in batches, and
+  the results of one batch that belong to one job travel as one message;
+  acks are coalesced into one ``multiple`` ack per I/O round where possible
+  (:class:`pimq.amqp.Acks`).
 * A shard that raises is re-published with ``pimq-attempt`` + 1 and acked;
   after :data:`MAX_ATTEMPTS` it goes to ``pimq.dead`` with the traceback.
 """
@@ -28,22 +31,22 @@ from pika.adapters.select_connection import IOLoop
 from pimq import amqp, jobs, topology
 from pimq.config import WorkerConfig
 from pimq.execute import Outcome, last_line
+from pimq.pacing import MAX_BATCH, Pace
 from pimq.pool import ShardPool
 from pimq.wire import (
     BadMessage,
     Shard,
     dead_properties,
     decode_control,
-    encode_result,
+    encode_results,
     parse_shard,
     retry_properties,
+    shard_result,
 )
 
 log = logging.getLogger("pimq.worker")
 
 MAX_ATTEMPTS = 3
-QUICK = 0.005  # seconds: shards quicker than this on average may be batched
-MAX_BATCH = 16
 BACKOFF_MAX = 30.0
 CANCEL_MEMORY = 10000  # ended jobs remembered per vhost
 # Results are transient: their confirms need no disk write. If a broker restart
@@ -72,12 +75,14 @@ class VhostLink:
         self.pending: deque[Delivery] = deque()
         self.in_ready = False
         self.confirms = amqp.Confirms()
+        self.acks = amqp.Acks()
+        self.flush_due = False
         self.backoff = 1.0
         self.retry_timer: Any = None
         self.consumer_tag: str | None = None
         self.cancelled: dict[str, None] = {}  # insertion-ordered set
         self.closed = True
-        self.avg_seconds = 1.0  # moving average of this vhost's shard times
+        self.pace = Pace()
         self.prefetch = 0
 
     # -- connection life cycle -------------------------------------------
@@ -125,6 +130,7 @@ class VhostLink:
         self.closed = True
         self.pending.clear()  # unacked: the broker redelivers them
         self.confirms.reset()
+        self.acks.reset()
         if self.worker.stopping:
             self.worker.link_closed()
             return
@@ -136,6 +142,7 @@ class VhostLink:
     def _on_channel(self, channel: Any) -> None:
         self.channel = channel
         self.confirms.reset()
+        self.acks.reset()
         channel.add_on_close_callback(self._on_channel_closed)
         channel.confirm_delivery(self._on_confirm)
         topology.declare_shared(channel, on_done=self._declare_control)
@@ -154,7 +161,7 @@ class VhostLink:
         name = topology.control_queue(socket.gethostname(), os.getpid(), self.generation)
         ch.queue_declare(queue=name, exclusive=True, auto_delete=True)
         ch.queue_bind(queue=name, exchange=topology.CONTROL, routing_key="")
-        self.prefetch = self.worker.prefetch_for(self.avg_seconds)
+        self.prefetch = self.worker.prefetch_for(self.pace)
         ch.basic_qos(prefetch_count=self.prefetch, global_qos=True)
         ch.basic_consume(queue=name, on_message_callback=self._on_control, auto_ack=True)
         self.consumer_tag = ch.basic_consume(
@@ -182,11 +189,11 @@ class VhostLink:
             if self.consumer_tag:
                 ch.basic_cancel(self.consumer_tag)
             for d in self.pending:
-                ch.basic_nack(d.tag, requeue=True)
+                self.acks.nack(ch, d.tag)
         self.pending.clear()
 
     def busy(self) -> bool:
-        return bool(self.confirms)
+        return bool(self.confirms) or bool(self.acks)
 
     def close(self) -> None:
         if self.conn is not None and self.conn.is_open:
@@ -217,21 +224,37 @@ class VhostLink:
         if self.worker.stopping:
             self.worker.check_drained()
 
-    def settle(self, generation: int, tag: int, ok: bool) -> None:
-        """Ack a delivery (or give it back if our publish was refused)."""
+    def settle(self, generation: int, tags: list[int], ok: bool) -> None:
+        """Ack deliveries (or give them back if our publish was refused)."""
         ch = self.channel
         if generation != self.generation or ch is None or not ch.is_open:
             return
-        if ok:
-            ch.basic_ack(tag)
-        else:
-            ch.basic_nack(tag, requeue=True)
+        for tag in tags:
+            if ok:
+                self.acks.ack(tag)
+            else:
+                self.acks.nack(ch, tag)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if not self.flush_due:
+            self.flush_due = True
+            self.worker.ioloop.call_later(0, self._flush)
+
+    def _flush(self) -> None:
+        self.flush_due = False
+        ch = self.channel
+        if ch is not None and ch.is_open:
+            self.acks.flush(ch)
+        if self.worker.stopping:
+            self.worker.check_drained()
 
     # -- incoming messages -----------------------------------------------
     def _on_task(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         tag = method.delivery_tag
+        self.acks.received(tag)
         if self.worker.stopping:
-            ch.basic_nack(tag, requeue=True)
+            self.acks.nack(ch, tag)
             return
         try:
             shard = parse_shard(props, body)
@@ -239,7 +262,7 @@ class VhostLink:
             self.dead_letter(tag, props, body, f"unparsable message: {exc}")
             return
         if shard.job in self.cancelled:
-            ch.basic_ack(tag)
+            self.settle(self.generation, [tag], True)
             return
         if not jobs.exists(shard.kind):
             reason = f"unknown job kind {shard.kind!r} on worker {self.worker.name}"
@@ -257,17 +280,21 @@ class VhostLink:
         while len(self.cancelled) > CANCEL_MEMORY:
             del self.cancelled[next(iter(self.cancelled))]
         keep: deque[Delivery] = deque()
-        dropped = 0
+        dropped: list[int] = []
         for d in self.pending:
             if d.shard.job == job:
-                ch.basic_ack(d.tag)
-                dropped += 1
+                dropped.append(d.tag)
             else:
                 keep.append(d)
         self.pending = keep
+        self.settle(self.generation, dropped, True)
         if reason != "done" or dropped:
             log.info(
-                "vhost %s: job %s %s, dropped %d queued shard(s)", self.vhost, job, reason, dropped
+                "vhost %s: job %s %s, dropped %d queued shard(s)",
+                self.vhost,
+                job,
+                reason,
+                len(dropped),
             )
 
     def dead_letter(
@@ -286,57 +313,75 @@ class VhostLink:
             "",
             body,
             dead_properties(props, reason, self.worker.name, tb),
-            lambda ok: self.settle(generation, tag, ok),
+            lambda ok: self.settle(generation, [tag], ok),
         )
         if shard is not None:
-            failure = encode_result(
-                shard.job, shard.index, False, worker=self.worker.name, error=reason
-            )
-            self.publish(topology.RESULTS, shard.reply_to, failure, RESULT_PROPS)
+            failure = shard_result(shard.index, False, error=reason)
+            body = encode_results(shard.job, self.worker.name, [failure])
+            self.publish(topology.RESULTS, shard.reply_to, body, RESULT_PROPS)
 
     # -- outcome of a shard (on the I/O thread) --------------------------
-    def _adapt_prefetch(self, seconds: float) -> None:
-        """Quick shards need a deeper pipeline than slow ones (see prefetch_for)."""
-        self.avg_seconds = 0.8 * self.avg_seconds + 0.2 * seconds
-        wanted = self.worker.prefetch_for(self.avg_seconds)
+    def _adapt_prefetch(self, seconds: float, size: int) -> None:
+        """Quick shards need a deeper pipeline than slow ones (:mod:`pimq.pacing`)."""
+        self.pace.observe(seconds, size)
+        wanted = self.worker.prefetch_for(self.pace)
         if wanted != self.prefetch and self.channel is not None:
             self.prefetch = wanted
             self.channel.basic_qos(prefetch_count=wanted, global_qos=True)
 
-    def finish(self, d: Delivery, ok: bool, seconds: float, payload: bytes, tb: str) -> None:
-        shard = d.shard
-        if d.generation != self.generation or self.channel is None:
-            log.info(
-                "vhost %s: job %s shard %d/%d done after the connection was lost; "
-                "the broker redelivers it",
-                self.vhost,
-                shard.job,
-                shard.index + 1,
-                shard.count,
-            )
-            return
-        generation, tag = d.generation, d.tag
-
-        def settle(confirmed: bool) -> None:
-            self.settle(generation, tag, confirmed)
-
-        if shard.job in self.cancelled:
-            settle(True)
-            return
-        self._adapt_prefetch(seconds)
-        if ok:
-            if self.worker.log_shards:
+    def finish(self, done: list[tuple[Delivery, Outcome]]) -> None:
+        """Publish the results of shards that ran (one message per job), retry
+        or dead-letter the ones that raised."""
+        batches: dict[tuple[str, str], list[tuple[Delivery, float, bytes]]] = {}
+        for d, (ok, seconds, entry, tb) in done:
+            shard = d.shard
+            if d.generation != self.generation or self.channel is None:
                 log.info(
-                    "job %s shard %d/%d %s vhost %s %.3f s",
+                    "vhost %s: job %s shard %d/%d done after the connection was lost; "
+                    "the broker redelivers it",
+                    self.vhost,
                     shard.job,
                     shard.index + 1,
                     shard.count,
-                    shard.kind,
-                    self.vhost,
-                    seconds,
                 )
-            self.publish(topology.RESULTS, shard.reply_to, payload, RESULT_PROPS, settle)
-            return
+            elif shard.job in self.cancelled:
+                self.settle(d.generation, [d.tag], True)
+            elif ok:
+                self._adapt_prefetch(seconds, len(shard.body))
+                batches.setdefault((shard.job, shard.reply_to), []).append((d, seconds, entry))
+            else:
+                self._adapt_prefetch(seconds, len(shard.body))
+                self._failed(d, tb)
+        generation = self.generation
+        for (job, reply_to), batch in batches.items():
+            if self.worker.log_shards:
+                self._log_batch(batch)
+            body = encode_results(job, self.worker.name, [entry for _d, _s, entry in batch])
+            tags = [d.tag for d, _s, _e in batch]
+            self.publish(
+                topology.RESULTS,
+                reply_to,
+                body,
+                RESULT_PROPS,
+                lambda confirmed, tags=tags: self.settle(generation, tags, confirmed),
+            )
+
+    def _log_batch(self, batch: list[tuple[Delivery, float, bytes]]) -> None:
+        shard = batch[0][0].shard
+        which = ",".join(str(d.shard.index + 1) for d, _s, _e in batch)
+        log.info(
+            "job %s shard%s %s/%d %s vhost %s %.3f s",
+            shard.job,
+            "s" if len(batch) > 1 else "",
+            which,
+            shard.count,
+            shard.kind,
+            self.vhost,
+            sum(seconds for _d, seconds, _e in batch),
+        )
+
+    def _failed(self, d: Delivery, tb: str) -> None:
+        shard, generation = d.shard, d.generation
         attempt = shard.attempt + 1
         error = last_line(tb)
         if attempt < MAX_ATTEMPTS:
@@ -354,11 +399,11 @@ class VhostLink:
                 topology.TASKS,
                 shard.body,
                 retry_properties(d.props, attempt),
-                settle,
+                lambda confirmed: self.settle(generation, [d.tag], confirmed),
             )
         else:
             reason = f"job raised on all {MAX_ATTEMPTS} attempts: {error}"
-            self.dead_letter(tag, d.props, shard.body, reason, tb, shard)
+            self.dead_letter(d.tag, d.props, shard.body, reason, tb, shard)
 
 
 class Worker:
@@ -403,15 +448,9 @@ class Worker:
         log.info("pimq worker stopped")
         return 0
 
-    def prefetch_for(self, avg_seconds: float) -> int:
-        """Unacked shards per vhost: one per process while shards take a while
-        (a busy Pi never sits on work another could take); a deeper pipeline
-        for quick shards, where the round trip to the broker dominates."""
-        if self.cfg.prefetch:
-            return self.cfg.prefetch
-        if avg_seconds < 0.02:
-            return max(32, 4 * self.pool_size)
-        return max(2, self.pool_size)
+    def prefetch_for(self, pace: Pace) -> int:
+        """Unacked shards per vhost: the configured number, or by the pace."""
+        return self.cfg.prefetch or pace.prefetch(self.pool_size)
 
     # -- scheduling --------------------------------------------------------
     def enqueue(self, link: VhostLink) -> None:
@@ -423,8 +462,8 @@ class Worker:
     def fill(self) -> None:
         """Hand waiting shards to idle pool processes, round-robin over vhosts.
 
-        Quick shards (recent average under :data:`QUICK`) travel in batches
-        when many wait, to spread the per-message cost of the pipe.
+        Quick shards (:attr:`pimq.pacing.Pace.quick`) travel in batches when
+        many wait, to spread the per-message cost of the pipe and the broker.
         """
         pool, ready = self.pool, self.ready
         while ready and pool.has_idle() and not self.stopping:
@@ -433,7 +472,7 @@ class Worker:
             batch: list[Delivery] = []
             while ready and len(batch) < limit:
                 link = ready[0]
-                if batch and link.avg_seconds >= QUICK:
+                if batch and not link.pace.quick:
                     break
                 ready.popleft()
                 link.in_ready = False
@@ -443,17 +482,21 @@ class Worker:
                 if link.pending:
                     link.in_ready = True
                     ready.append(link)
-                if link.avg_seconds >= QUICK:
+                if not link.pace.quick:
                     break
             if batch:
                 pool.submit(batch, [self._task(d) for d in batch])
 
     def _task(self, d: Delivery) -> tuple:
         s = d.shard
-        return (s.kind, s.body, s.params_json, s.job, s.index, self.name)
+        return (s.kind, s.body, s.params_json, s.index)
 
-    def _done(self, d: Delivery, outcome: Outcome) -> None:
-        d.link.finish(d, *outcome)
+    def _done(self, batch: list[Delivery], outcomes: list[Outcome]) -> None:
+        by_link: dict[VhostLink, list[tuple[Delivery, Outcome]]] = {}
+        for d, outcome in zip(batch, outcomes, strict=True):
+            by_link.setdefault(d.link, []).append((d, outcome))
+        for link, done in by_link.items():
+            link.finish(done)
         self.fill()
         if self.stopping:
             self.check_drained()
