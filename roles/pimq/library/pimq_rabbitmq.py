@@ -15,9 +15,11 @@ description:
     checked against the stored salted hash locally, without a login. New
     passwords are sent as a salted hash in the HTTP body.
   - If the administrator cannot log in (fresh broker, or its password was
-    changed in the inventory), it is created or its password reset with
-    C(rabbitmqctl add_user NAME) / C(rabbitmqctl change_password NAME), the
-    password written to the command's standard input.
+    changed in the inventory), it is created or its password reset: through the
+    API as C(guest) while a fresh broker still has it (loopback only; removed
+    by C(users_absent)), else with C(rabbitmqctl add_user NAME) /
+    C(rabbitmqctl change_password NAME), the password written to the command's
+    standard input.
   - Supports check mode and reports every change in C(changes).
 options:
   api_url:
@@ -215,10 +217,33 @@ class Converger:
             self.module.fail_json(msg="%s failed (rc=%s): %s" % (" ".join(cmd), rc, (err or out)[:500]))
         return out
 
+    def bootstrap_with_guest(self):
+        """A fresh broker still has guest/guest (an administrator, loopback only):
+        create the administrator through the API, without starting an Erlang VM
+        for each rabbitmqctl call. None: guest cannot do it (use rabbitmqctl)."""
+        user = self.p["login_user"]
+        guest = Api(self.module, self.p["api_url"], "guest", "guest")
+        status, me = guest.call("GET", "/api/whoami")
+        if status != 200 or "administrator" not in as_tags((me or {}).get("tags")):
+            return None
+        status, _ = guest.call("GET", "/api/users/%s" % q(user), missing_ok=True)
+        if not self.change("admin %s: %s" % (user, "created" if status == 404 else "password reset")):
+            return False
+        guest.call("PUT", "/api/users/%s" % q(user),
+                   {"password_hash": password_hash(self.p["login_password"]),
+                    "hashing_algorithm": DEFAULT_HASH, "tags": "administrator"})
+        guest.call("PUT", "/api/permissions/%%2F/%s" % q(user), {"configure": ".*", "write": ".*", "read": ".*"})
+        return True
+
     def bootstrap_admin(self):
         user = self.p["login_user"]
         if not self.p["bootstrap"]:
             self.module.fail_json(msg="Cannot log in to the RabbitMQ API as %s and bootstrap is disabled" % user)
+        done = self.bootstrap_with_guest()
+        if done is not None:
+            if done:
+                self.wait_for_login()
+            return done
         if self.module.get_bin_path(self.p["rabbitmqctl"]) is None and not os.path.exists(self.p["rabbitmqctl"]):
             self.module.fail_json(msg="Cannot log in as %s and rabbitmqctl is not available" % user)
         users = json.loads(self.ctl(["list_users", "--formatter", "json"]) or "[]")
@@ -232,11 +257,15 @@ class Converger:
         if not self.check:
             self.ctl(["set_user_tags", user, "administrator"])
             self.ctl(["set_permissions", "-p", "/", user, ".*", ".*", ".*"])
-            status, _ = self.api.call("GET", "/api/whoami")
-            if status != 200:
-                self.module.fail_json(msg="Administrator %s still cannot log in after bootstrap (HTTP %s)" % (user, status))
+            self.wait_for_login()
             return True
         return False
+
+    def wait_for_login(self):
+        status, _ = self.api.call("GET", "/api/whoami")
+        if status != 200:
+            self.module.fail_json(msg="Administrator %s still cannot log in after bootstrap (HTTP %s)"
+                                  % (self.p["login_user"], status))
 
     # --- vhosts ------------------------------------------------------------------------
     def existing_vhosts(self):
