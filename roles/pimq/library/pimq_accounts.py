@@ -1,0 +1,386 @@
+#!/usr/bin/python
+"""Student accounts on the head node, with their SSH key and pimq config file, in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pimq_accounts
+short_description: Converge student accounts, their SSH key and one private config file in one call
+description:
+  - For every account in C(accounts), on the managed node, in one module run
+    (instead of one round trip per student and per file) - the Linux user
+    (C(useradd)/C(usermod); comment, home, shell, supplementary groups
+    appended), its home (owner, group, C(home_mode)), the roster's SSH key in
+    C(~/.ssh/authorized_keys) (C(.ssh) 0700, file 0600), and the config file
+    C(~/config_path) (parent folders 0700, file 0600, all the student's).
+  - Every user in C(absent) is removed (C(userdel), with C(-r -f) when C(remove_home)).
+  - Inside a home nothing is followed that the student could have made a
+    symbolic link; folders are walked by file descriptor. A symlink where a
+    folder or file belongs is replaced (its target is left alone); a file
+    where a folder belongs, or a folder where a file belongs, fails the task.
+  - The group of what is written is the group named like the student if it
+    exists (C(useradd -U) makes it), else the account's primary group.
+  - Supports check mode and reports every change in C(changes) (never a file's content).
+options:
+  accounts:
+    description:
+      - Accounts that must exist. Each has C(name), C(comment), C(ssh_key) (one
+        OpenSSH public key line, or empty for none) and C(config) (the content
+        of the config file, a secret).
+    type: list
+    elements: dict
+    default: []
+  absent:
+    description: Users that must not exist.
+    type: list
+    elements: str
+    default: []
+  home_base:
+    description: Folder the homes are in (C(home_base/name)).
+    type: str
+    default: /home
+  home_mode:
+    description: Mode of every home.
+    type: str
+    default: "0700"
+  shell:
+    description: Login shell.
+    type: str
+    default: /bin/bash
+  groups:
+    description: Supplementary groups every account is added to (never removed from others).
+    type: list
+    elements: str
+    default: []
+  exclusive_keys:
+    description: The roster's key replaces every other line of C(authorized_keys); else it is added (or its line updated).
+    type: bool
+    default: false
+  remove_home:
+    description: Remove the home (and the user's processes) of an absent user.
+    type: bool
+    default: true
+  config_path:
+    description: Path of the config file, relative to the home.
+    type: str
+    default: .config/pimq/config.yaml
+author: pimq
+"""
+
+EXAMPLES = r"""
+- name: Student accounts and their config files
+  pimq_accounts:
+    accounts:
+      - name: alice
+        comment: Alice Liddell
+        ssh_key: ssh-ed25519 AAAAC3Nza... alice@laptop
+        config: "{{ alice_config }}"
+    absent: [mallory]
+  no_log: true
+"""
+
+RETURN = r"""
+changes:
+  description: One line per change made (or that would be made in check mode). Never contains a secret.
+  type: list
+  returned: always
+"""
+
+import errno
+import grp
+import os
+import pwd
+import re
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+KEY_TYPE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$")
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def key_id(line):
+    """(type, blob) of an authorized_keys line, options and comment aside; None if it holds no key."""
+    fields = line.split()
+    for i, field in enumerate(fields[:-1]):
+        if KEY_TYPE.match(field):
+            return field, fields[i + 1]
+    return None
+
+
+class Accounts:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.check = module.check_mode
+        self.changes = []
+
+    def change(self, text):
+        self.changes.append(text)
+        return not self.check
+
+    def run_cmd(self, cmd):
+        rc, out, err = self.module.run_command(cmd)
+        if rc != 0:
+            self.module.fail_json(msg="%s failed (rc=%s): %s" % (" ".join(cmd), rc, (err or out)[:500]),
+                                  changes=self.changes)
+
+    def fail(self, msg):
+        self.module.fail_json(msg=msg, changes=self.changes)
+
+    # --- the account ----------------------------------------------------------------
+    def user(self, spec):
+        name = spec["name"]
+        home = os.path.join(self.p["home_base"], name)
+        comment = spec.get("comment") or ""
+        shell = self.p["shell"]
+        groups = self.p["groups"]
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            pw = None
+        if pw is None:
+            if not self.change("account %s: created" % name):
+                return None
+            cmd = ["useradd", "--comment", comment, "--home-dir", home, "--shell", shell, "--create-home"]
+            cmd += ["--gid", name] if self.group_exists(name) else ["--user-group"]
+            if groups:
+                cmd += ["--groups", ",".join(groups)]
+            self.run_cmd(cmd + [name])
+            return pwd.getpwnam(name)
+        cmd, what = [], []
+        if pw.pw_gecos != comment:
+            cmd += ["--comment", comment]
+            what.append("comment")
+        if pw.pw_dir != home:
+            cmd += ["--home", home]
+            what.append("home %s -> %s" % (pw.pw_dir, home))
+        if pw.pw_shell != shell:
+            cmd += ["--shell", shell]
+            what.append("shell %s -> %s" % (pw.pw_shell, shell))
+        missing = [g for g in groups if not self.member(name, pw.pw_gid, g)]
+        if missing:
+            cmd += ["--append", "--groups", ",".join(missing)]
+            what.append("groups +%s" % ",".join(missing))
+        if cmd and self.change("account %s: %s updated" % (name, ", ".join(what))):
+            self.run_cmd(["usermod"] + cmd + [name])
+        return pwd.getpwnam(name)
+
+    @staticmethod
+    def group_exists(name):
+        try:
+            grp.getgrnam(name)
+            return True
+        except KeyError:
+            return False
+
+    def member(self, user, gid, group):
+        try:
+            g = grp.getgrnam(group)
+        except KeyError:
+            self.fail("group %s does not exist" % group)
+        return g.gr_gid == gid or user in g.gr_mem
+
+    # --- files inside the home, by descriptor -----------------------------------------
+    def attrs(self, fd, label, uid, gid, mode, new=False):
+        """Owner and mode of an open file or folder (`new`: just made, its creation already reported)."""
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (uid, gid) and (new or self.change("%s: owner set" % label)):
+            os.fchown(fd, uid, gid)
+        if stat.S_IMODE(st.st_mode) != mode and (
+                new or self.change("%s: mode %04o -> %04o" % (label, stat.S_IMODE(st.st_mode), mode))):
+            os.fchmod(fd, mode)
+
+    def subdir(self, parent_fd, name, label, uid, gid, mode):
+        """The folder `name` in parent_fd (created if missing), as an open descriptor; None in
+        check mode when it does not exist yet."""
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as err:
+            if err.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                raise
+            try:
+                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None and not stat.S_ISLNK(st.st_mode):
+                self.fail("%s is not a folder: not touching it" % label)
+            # Missing, or a symlink (never followed: it is replaced, its target left alone).
+            if not self.change("%s: %s" % (label, "created" if st is None else "symlink replaced by a folder")):
+                return None
+            if st is not None:
+                os.unlink(name, dir_fd=parent_fd)
+            os.mkdir(name, mode, dir_fd=parent_fd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+            self.attrs(fd, label, uid, gid, mode, new=True)
+            return fd
+        self.attrs(fd, label, uid, gid, mode)
+        return fd
+
+    def read_file(self, dir_fd, name):
+        """(content, fd) of a regular file; (None, None) if it is missing or a symlink."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None, None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return None, None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self.fail("%s is not a regular file: not touching it" % name)
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks), fd
+
+    def put_file(self, dir_fd, name, label, data, uid, gid, mode):
+        old, fd = self.read_file(dir_fd, name)
+        if old == data:
+            self.attrs(fd, label, uid, gid, mode)
+            os.close(fd)
+            return
+        if fd is not None:
+            os.close(fd)
+        if not self.change("%s: %s" % (label, "written" if old is None else "updated")):
+            return
+        tmp = ".%s.pimq-%d" % (name, os.getpid())
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+    def home(self, spec, pw):
+        name = spec["name"]
+        uid = pw.pw_uid
+        gid = grp.getgrnam(name).gr_gid if self.group_exists(name) else pw.pw_gid
+        home = os.path.join(self.p["home_base"], name)
+        # The home itself sits in a folder the student cannot write: it may be
+        # an admin's symlink. Everything inside it is the student's.
+        try:
+            home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not self.change("home %s: created" % home):
+                return
+            os.mkdir(home, 0o700)
+            home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.fchown(home_fd, uid, gid)
+        fds = [home_fd]
+        try:
+            self.attrs(home_fd, "home %s" % home, uid, gid, int(self.p["home_mode"], 8))
+            key = (spec.get("ssh_key") or "").strip()
+            if key:
+                ssh_fd = self.subdir(home_fd, ".ssh", "%s/.ssh" % home, uid, gid, 0o700)
+                if ssh_fd is not None:
+                    fds.append(ssh_fd)
+                    self.authorized_key(ssh_fd, "%s/.ssh/authorized_keys" % home, key, uid, gid)
+            parts = [p for p in self.p["config_path"].split("/") if p not in ("", ".")]
+            if ".." in parts or not parts:
+                self.fail("config_path must be a relative path inside the home")
+            dir_fd, label = home_fd, home
+            path = "/".join([home] + parts)
+            for part in parts[:-1]:
+                label = "%s/%s" % (label, part)
+                dir_fd = self.subdir(dir_fd, part, label, uid, gid, 0o700)
+                if dir_fd is None:  # check mode: the folder does not exist yet
+                    self.changes.append("%s: written" % path)
+                    return
+                fds.append(dir_fd)
+            self.put_file(dir_fd, parts[-1], path, (spec.get("config") or "").encode("utf-8"), uid, gid, 0o600)
+        finally:
+            for fd in reversed(fds):
+                os.close(fd)
+
+    def authorized_key(self, ssh_fd, label, key, uid, gid):
+        old, fd = self.read_file(ssh_fd, "authorized_keys")
+        if fd is not None:
+            os.close(fd)
+        lines = (old or b"").decode("utf-8", "replace").splitlines()
+        wanted = key_id(key)
+        if self.p["exclusive_keys"]:
+            new_lines = [key]
+        else:
+            new_lines, found = [], False
+            for line in lines:
+                if wanted is not None and key_id(line) == wanted:
+                    if not found:
+                        new_lines.append(key)
+                    found = True
+                else:
+                    new_lines.append(line)
+            if not found:
+                new_lines.append(key)
+        data = ("\n".join(new_lines) + "\n").encode("utf-8")
+        if old is not None and old.decode("utf-8", "replace").splitlines() == new_lines:
+            data = old  # same lines: keep the file byte for byte
+        self.put_file(ssh_fd, "authorized_keys", label, data, uid, gid, 0o600)
+
+    # --- removal ------------------------------------------------------------------------
+    def remove(self, name):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            return
+        if self.change("account %s: removed" % name):
+            cmd = ["userdel"]
+            if self.p["remove_home"]:
+                cmd += ["--remove", "--force"]
+            self.run_cmd(cmd + [name])
+
+    def run(self):
+        present = {a["name"] for a in self.p["accounts"]}
+        both = sorted(present & set(self.p["absent"]))
+        if both:
+            self.fail("both present and absent: %s" % ", ".join(both))
+        for spec in self.p["accounts"]:
+            pw = self.user(spec)
+            if pw is None:  # check mode, not created yet
+                self.changes.append("home %s/%s: created, with key and config" % (self.p["home_base"], spec["name"]))
+                continue
+            self.home(spec, pw)
+        for name in self.p["absent"]:
+            self.remove(name)
+        return dict(changed=bool(self.changes), changes=self.changes)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            accounts=dict(type="list", elements="dict", default=[], options=dict(
+                name=dict(type="str", required=True),
+                comment=dict(type="str", default=""),
+                ssh_key=dict(type="str", default=""),
+                config=dict(type="str", default="", no_log=True),
+            )),
+            absent=dict(type="list", elements="str", default=[]),
+            home_base=dict(type="str", default="/home"),
+            home_mode=dict(type="str", default="0700"),
+            shell=dict(type="str", default="/bin/bash"),
+            groups=dict(type="list", elements="str", default=[]),
+            exclusive_keys=dict(type="bool", default=False),
+            remove_home=dict(type="bool", default=True),
+            config_path=dict(type="str", default=".config/pimq/config.yaml"),
+        ),
+        supports_check_mode=True,
+    )
+    module.exit_json(**Accounts(module).run())
+
+
+if __name__ == "__main__":
+    main()
