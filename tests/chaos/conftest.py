@@ -7,7 +7,9 @@ Environment:
                    sets it to tests/chaos/RESULTS.md)
 
 The room is brought up (or reused) with ``tests/harness/classroom.py up --prefix chaos``
-and ``playbooks/site.yml`` converged once per session with an 8-student roster.
+and ``playbooks/site.yml`` converged once per session with an 8-student roster, at
+-vvv with ``ps`` sampled on every node through it (``site_run``: the secrets audit
+reads its output and samples).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("PIMQ_CLASSROOM", "chaos")
@@ -68,14 +71,20 @@ def room() -> nodes.Room:
     return nodes.load_room()
 
 
-@pytest.fixture(scope="session")
-def converged(room: nodes.Room, tmp_path_factory: pytest.TempPathFactory) -> nodes.Room:
-    """site.yml converged with 8 students (the harness key for each), from a snapshot
-    of worker/ so the wheel does not change under our feet."""
-    if os.environ.get("CHAOS_SKIP_CONVERGE") == "1":
-        return room
+@dataclass
+class SiteRun:
+    """One converge of site.yml at -vvv (its whole output) with ``ps`` sampled on every
+    node and on this machine through it (``tests/classroom/nodes.py`` PsSampler)."""
+
+    run: nodes.PlaybookRun
+    sampler: nodes.PsSampler
+    first: bool  # the session's converge (False: a re-run made for the secrets audit)
+
+
+def converge(room: nodes.Room, tmp: Path, first: bool) -> SiteRun:
+    """site.yml with 8 students (the harness key for each), from a snapshot of worker/
+    so the wheel does not change under our feet."""
     key = (nodes.REPO / ".classroom" / nodes.PREFIX / "id_ed25519.pub").read_text().strip()
-    tmp = tmp_path_factory.mktemp("converge")
     source = tmp / "worker"
     shutil.copytree(
         nodes.REPO / "worker",
@@ -85,16 +94,40 @@ def converged(room: nodes.Room, tmp_path_factory: pytest.TempPathFactory) -> nod
     roster = [
         {"name": n, "full_name": n.title(), "ssh_key": key, "state": "present"} for n in STUDENTS
     ]
-    run = nodes.playbook(
-        "site.yml",
-        extra_vars={"pimq_students": roster, "pimq_runtime_source": str(source)},
-        tmp_dir=tmp,
-    )
+    with nodes.PsSampler(room.nodes) as sampler:
+        run = nodes.playbook(
+            "site.yml",
+            "-vvv",
+            extra_vars={"pimq_students": roster, "pimq_runtime_source": str(source)},
+            tmp_dir=tmp,
+        )
+    (tmp / "site-vvv.log").write_text(run.output)
     if run.rc != 0:
         pytest.fail(f"site.yml did not converge (rc={run.rc}):\n{run.tail(80)}")
     for node in room.workers:
         wait_worker_active(node)
+    return SiteRun(run, sampler, first)
+
+
+@pytest.fixture(scope="session")
+def session_converge(room: nodes.Room, tmp_path_factory) -> SiteRun | None:
+    if os.environ.get("CHAOS_SKIP_CONVERGE") == "1":
+        return None
+    return converge(room, tmp_path_factory.mktemp("converge"), first=True)
+
+
+@pytest.fixture(scope="session")
+def converged(room: nodes.Room, session_converge: SiteRun | None) -> nodes.Room:
+    """The room with site.yml converged once per session (unless CHAOS_SKIP_CONVERGE=1)."""
     return room
+
+
+@pytest.fixture(scope="session")
+def site_run(room: nodes.Room, session_converge: SiteRun | None, tmp_path_factory) -> SiteRun:
+    """The session's converge; with CHAOS_SKIP_CONVERGE=1 a (re-)converge made now."""
+    if session_converge is not None:
+        return session_converge
+    return converge(room, tmp_path_factory.mktemp("reconverge"), first=False)
 
 
 @pytest.fixture(scope="session")
