@@ -1,0 +1,260 @@
+#!/usr/bin/python
+"""Folders, small files, symlinks and pruned folders of one role, converged in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pimq_files
+short_description: Converge folders, small text files, symlinks and pruned folders in one call
+description:
+  - What a role would otherwise do with one M(ansible.builtin.file),
+    M(ansible.builtin.template) or M(ansible.builtin.copy) task per path (two
+    round trips each for a template or a copy: a stat, then the file module),
+    in one module run. For system paths (owned by root, not by users);
+    templates are rendered on the control machine, e.g. with
+    C(lookup('ansible.builtin.template', 'x.j2')).
+  - Order - C(folders), then C(files), then C(links), then C(prune).
+  - Files are replaced atomically (a temporary file in the same folder, then a
+    rename); a symlink where a file belongs is replaced, not followed.
+  - Supports check mode and diff mode. C(changes) lists what changed (never a
+    file's content); keep the task C(no_log) when a file holds a secret.
+options:
+  folders:
+    description:
+      - Folders that must exist, each with C(path), C(mode) (e.g. C("0755")) and optionally
+        C(owner) and C(group) (left alone when not set).
+    type: list
+    elements: dict
+    default: []
+  files:
+    description: Files with exactly C(content), each with C(path), C(content), C(mode) and optionally C(owner), C(group).
+    type: list
+    elements: dict
+    default: []
+  links:
+    description: Symbolic links C(path) -> C(src) (replacing a file at C(path); the target need not exist).
+    type: list
+    elements: dict
+    default: []
+  prune:
+    description:
+      - Folders to clean, each with C(path), C(patterns) (shell patterns, default all) and
+        C(keep) (file names to leave). Other matching files or links in C(path) are removed (not sub-folders).
+    type: list
+    elements: dict
+    default: []
+author: pimq
+"""
+
+EXAMPLES = r"""
+- name: Broker configuration
+  pimq_files:
+    files:
+      - path: /etc/rabbitmq/rabbitmq.conf
+        content: "{{ lookup('ansible.builtin.template', 'rabbitmq.conf.j2') }}"
+        owner: root
+        group: root
+        mode: "0644"
+  notify: Restart rabbitmq-server
+"""
+
+RETURN = r"""
+changes:
+  description: One line per change made (or that would be made in check mode). Never contains a file's content.
+  type: list
+  returned: always
+changed_paths:
+  description: The paths that changed (or would change).
+  type: list
+  returned: always
+"""
+
+import fnmatch
+import grp
+import os
+import pwd
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+class Files:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.check = module.check_mode
+        self.changes = []
+        self.paths = []
+        self.diffs = []
+
+    def change(self, path, text):
+        self.changes.append("%s: %s" % (path, text))
+        if path not in self.paths:
+            self.paths.append(path)
+        return not self.check
+
+    def fail(self, msg):
+        self.module.fail_json(msg=msg, changes=self.changes, changed_paths=self.paths)
+
+    def ids(self, spec):
+        """(uid, gid) wanted, -1 where not set; None for an unknown name in check mode
+        (an earlier task would have made it)."""
+        try:
+            uid = -1 if spec["owner"] is None else pwd.getpwnam(spec["owner"]).pw_uid
+            gid = -1 if spec["group"] is None else grp.getgrnam(spec["group"]).gr_gid
+        except KeyError:
+            if self.check:
+                return None
+            self.fail("%s: user %s or group %s does not exist" % (spec["path"], spec["owner"], spec["group"]))
+        return uid, gid
+
+    def mode(self, spec):
+        try:
+            return int(str(spec["mode"]), 8)
+        except ValueError:
+            self.fail("%s: mode %r is not an octal string like \"0644\"" % (spec["path"], spec["mode"]))
+
+    def attrs(self, path, st, spec):
+        ids, mode = self.ids(spec), self.mode(spec)
+        if ids is None or any(want not in (-1, have) for want, have in zip(ids, (st.st_uid, st.st_gid))):
+            if self.change(path, "owner %s:%s" % (spec["owner"] or "-", spec["group"] or "-")):
+                os.chown(path, *ids, follow_symlinks=False)
+        if stat.S_IMODE(st.st_mode) != mode and self.change(path, "mode %04o -> %04o" % (stat.S_IMODE(st.st_mode), mode)):
+            os.chmod(path, mode)
+
+    def folder(self, spec):
+        path = spec["path"]
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if not self.change(path, "folder created"):
+                return
+            os.makedirs(path, exist_ok=True)
+            st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            self.fail("%s exists and is not a folder" % path)
+        self.attrs(path, st, spec)
+
+    def file(self, spec):
+        path, data = spec["path"], spec["content"].encode("utf-8")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            self.fail("%s is a folder, not a file" % path)
+        old = None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            with open(path, "rb") as f:
+                old = f.read()
+        if old == data:
+            self.attrs(path, st, spec)
+            return
+        if self.module._diff:
+            self.diffs.append(dict(before_header=path, after_header=path,
+                                   before=(old or b"").decode("utf-8", "replace"), after=spec["content"]))
+        if not self.change(path, "written" if old is None else "updated"):
+            return
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            self.fail("%s: folder %s does not exist" % (path, folder))
+        uid, gid = self.ids(spec)
+        if st is not None:  # an owner or group not set is kept from the file replaced
+            uid, gid = (st.st_uid if uid == -1 else uid), (st.st_gid if gid == -1 else gid)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path))
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, self.mode(spec))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            os.close(fd)
+            fd = None
+            os.rename(tmp, path)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def link(self, spec):
+        path, src = spec["path"], spec["src"]
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(path) == src:
+            return
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            self.fail("%s is a folder, not a link" % path)
+        if not self.change(path, "link -> %s" % src):
+            return
+        tmp = "%s.pimq-%d" % (path, os.getpid())
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(src, tmp)
+        os.rename(tmp, path)
+
+    def prune(self, spec):
+        path = spec["path"]
+        patterns = spec.get("patterns") or ["*"]
+        keep = set(spec.get("keep") or [])
+        try:
+            names = sorted(os.listdir(path))
+        except FileNotFoundError:
+            return
+        for name in names:
+            full = os.path.join(path, name)
+            if name in keep or not any(fnmatch.fnmatch(name, p) for p in patterns) or os.path.isdir(full):
+                continue
+            if self.change(full, "removed"):
+                os.unlink(full)
+
+    def run(self):
+        for spec in self.p["folders"]:
+            self.folder(spec)
+        for spec in self.p["files"]:
+            self.file(spec)
+        for spec in self.p["links"]:
+            self.link(spec)
+        for spec in self.p["prune"]:
+            self.prune(spec)
+        result = dict(changed=bool(self.changes), changes=self.changes, changed_paths=self.paths)
+        if self.diffs:
+            result["diff"] = self.diffs
+        return result
+
+
+def main():
+    owned = dict(
+        path=dict(type="path", required=True),
+        owner=dict(type="str"),
+        group=dict(type="str"),
+        mode=dict(type="str", required=True),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            folders=dict(type="list", elements="dict", default=[], options=owned),
+            files=dict(type="list", elements="dict", default=[],
+                       options=dict(owned, content=dict(type="str", required=True))),
+            links=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                src=dict(type="str", required=True),
+            )),
+            prune=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                patterns=dict(type="list", elements="str", default=["*"]),
+                keep=dict(type="list", elements="str", default=[]),
+            )),
+        ),
+        supports_check_mode=True,
+    )
+    module.exit_json(**Files(module).run())
+
+
+if __name__ == "__main__":
+    main()
