@@ -25,7 +25,7 @@ from helpers import ADMIN_PASSWORD, WORKER_PASSWORD, WORKER_USER
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared broker
 from private_broker import Broker, Student, private_broker
 
-VHOSTS = 40
+VHOSTS = 50
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -112,6 +112,30 @@ def test_timeout_names_missing_shards(broker, student, cli):
     assert last == "pimq: timed out after 1.5 s: 3 of 3 shard(s) missing: 0, 1, 2"
     job = job_id(out.stderr)
     assert queue_depth(broker, student, f"pimq.result.{job}") is None
+    assert "took 3 shard(s)" in out.stderr
+    assert queue_depth(broker, student, "pimq.tasks") == 0  # nobody would ever drop them
+
+
+def test_a_cancelled_job_takes_only_its_own_shards_back(broker, student, cli, start_worker):
+    """No worker: job A waits in pimq.tasks; job B (10000 shards) is interrupted while
+    it publishes. B's shards leave the queue, A's stay, in order, and A then runs."""
+    first = cli.start("run", "sleep", *[f"{i:02d}" for i in range(6)], "--per-char", "0", "--json")
+    job_a = wait_job_started([], first)
+    wait_until(lambda: queue_depth(broker, student, "pimq.tasks") == 6)
+    second = cli.start("run", "noop", "--shards", "10000")
+    job_b = wait_job_started([], second)
+    time.sleep(0.3)
+    second.send_signal(signal.SIGINT)
+    code, _out, err = finish(second, timeout=60)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == f"pimq: interrupted: job {job_b} cancelled"
+    assert "took " in err
+    assert queue_depth(broker, student, "pimq.tasks") == 6
+    start_worker([student.vhost], processes=1)
+    code, out, err = finish(first)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["job"], doc["shards"], doc["result"]) == (job_a, 6, 12)
 
 
 def test_two_concurrent_jobs_of_one_student_never_mix(student, cli, start_worker, tmp_path):

@@ -28,6 +28,19 @@ def test_single_multiple_and_nack() -> None:
     assert len(c) == 0
 
 
+def test_when_drained_waits_for_the_last_confirm() -> None:
+    c = Confirms()
+    calls: list[str] = []
+    c.when_drained(lambda: calls.append("at once"))  # nothing waits
+    c.published(lambda ok: None)
+    c.published(lambda ok: None)
+    c.when_drained(lambda: calls.append("drained"))
+    c.on_frame(frame(Basic.Ack(delivery_tag=1, multiple=False)))
+    assert calls == ["at once"]
+    c.on_frame(frame(Basic.Nack(delivery_tag=2, multiple=False)))
+    assert calls == ["at once", "drained"]
+
+
 class BrokerChannel:
     """What the broker keeps of one channel's deliveries: each unacked tag must be
     settled exactly once, the way the client meant it."""

@@ -14,6 +14,27 @@ from pika.spec import Basic
 from pimq.config import StudentConfig
 from pimq.errors import BrokerError
 
+#: Bytes per ``recv`` on a broker socket: one full frame (pika's frame_max).
+RECV_BYTES = 128 * 1024
+
+
+def read_whole_frames() -> None:
+    """Make pika read its socket a frame at a time instead of 4 KiB at a time.
+
+    pika appends every read to its frame buffer (``bytes +=``), so a 128 KiB
+    body frame read in 4 KiB pieces is copied ~16 times over before it is
+    decoded: a worker receiving a 45 MB word count spent half its CPU there
+    (``bench/RESULTS.md``). The read size is a class attribute of pika's
+    transport (the same in pika 1.2 and newer); where a pika lacks it, nothing
+    changes.
+    """
+    try:
+        from pika.adapters.utils.io_services_utils import _AsyncTransportBase
+    except ImportError:  # pragma: no cover - a pika without this transport
+        return
+    if getattr(_AsyncTransportBase, "_MAX_RECV_BYTES", RECV_BYTES) < RECV_BYTES:
+        _AsyncTransportBase._MAX_RECV_BYTES = RECV_BYTES
+
 
 def parameters(
     host: str,
@@ -24,6 +45,7 @@ def parameters(
     heartbeat: int = 30,
     name: str = "pimq",
 ) -> pika.ConnectionParameters:
+    read_whole_frames()
     return pika.ConnectionParameters(
         host=host,
         port=port,
@@ -105,11 +127,20 @@ class Confirms:
         self.seq = 0
         self.waiting: dict[int, Callable[[bool], None]] = {}
         self.order: deque[int] = deque()
+        self.drained: list[Callable[[], None]] = []
 
     def reset(self) -> None:
         self.seq = 0
         self.waiting.clear()
         self.order.clear()
+        self.drained.clear()
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once no publish waits for its confirm (now, if none does)."""
+        if self.waiting:
+            self.drained.append(callback)
+        else:
+            callback()
 
     def published(self, callback: Callable[[bool], None] | None) -> None:
         self.seq += 1
@@ -136,6 +167,10 @@ class Confirms:
                 callback(ok)
             while order and order[0] not in waiting:
                 order.popleft()
+        if not waiting and self.drained:
+            drained, self.drained = self.drained, []
+            for callback in drained:
+                callback()
 
 
 class Acks:

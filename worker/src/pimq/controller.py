@@ -14,7 +14,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,13 @@ from pimq.config import StudentConfig
 from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError
 from pimq.progress import Progress
 from pimq.wire import BadMessage, Result, decode_results, encode_cancel, shard_properties
+from pimq.withdraw import Withdrawal
 
 RECONNECT_WINDOW = 120.0
+# Shards are framed and handed to the socket in slices: the broker reads one
+# slice while the next is framed, and Ctrl-C is seen between slices.
+SLICE_BYTES = 1 << 20
+SLICE_SHARDS = 256
 CONTROL_PROPS = pika.BasicProperties(delivery_mode=1, content_type="application/json")
 
 
@@ -85,6 +90,7 @@ class Controller:
         self.conn: Any = None
         self.channel: Any = None
         self.bodies: list[bytes] | None = None
+        self.to_publish: Iterator[int] = iter(())
         self.results: dict[int, Result] = {}
         self.duplicates = 0
         self.confirmed: set[int] = set()
@@ -220,18 +226,31 @@ class Controller:
 
     # -- publishing ----------------------------------------------------------
     def _publish_missing(self) -> None:
-        ch, bodies = self.channel, self.bodies
+        """(Re-)publish every shard that is neither confirmed nor answered."""
+        if not self.bodies:
+            self._finish()
+            return
+        self.to_publish = iter(range(len(self.bodies)))
+        self._publish_slice(self.channel)
+
+    def _publish_slice(self, ch: Any) -> None:
+        if ch is not self.channel or self.finishing or not ch.is_open:
+            return  # a new channel started its own pass, or the job is over
+        bodies, size, count = self.bodies, 0, 0
         assert bodies is not None
-        for index, body in enumerate(bodies):
+        for index in self.to_publish:
             if index in self.confirmed or index in self.results:
                 continue
+            body = bodies[index]
             props = shard_properties(
                 self.job, index, len(bodies), self.kind, self.params_json, self.queue
             )
             ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
             self.confirms.published(lambda ok, i=index: self._on_confirm(i, ok))
-        if not bodies:
-            self._finish()
+            size, count = size + len(body), count + 1
+            if size >= SLICE_BYTES or count >= SLICE_SHARDS:
+                self.ioloop.call_later(0, lambda: self._publish_slice(ch))
+                return
 
     def _on_confirm(self, index: int, ok: bool) -> None:
         if ok:
@@ -343,4 +362,34 @@ class Controller:
         reason = "cancelled" if cancel else "done"
         ch.basic_publish(topology.CONTROL, "", encode_cancel(self.job, reason), CONTROL_PROPS)
         self.confirms.published(None)
-        ch.queue_delete(queue=self.queue, callback=lambda _f: self.conn.close())
+        if cancel:  # once every shard published is in the queue (confirmed), look
+            self.confirms.when_drained(
+                lambda: ch.queue_declare(
+                    queue=topology.TASKS, passive=True, callback=self._on_tasks_looked
+                )
+            )
+        else:
+            self._close(ch)
+
+    def _on_tasks_looked(self, frame: Any) -> None:
+        """Cancelled: with no worker serving the vhost, nobody would drop the
+        job's shards, so take them back (:mod:`pimq.withdraw`)."""
+        ch, m = self.channel, frame.method
+        if m.consumer_count or not m.message_count:
+            self._close(ch)
+            return
+
+        def done(taken: int) -> None:
+            self._say(
+                f"pimq: no worker is serving vhost {self.cfg.vhost!r}: took {taken} shard(s) "
+                f"of job {self.job} back out of {topology.TASKS}"
+            )
+            self._close(ch)
+
+        Withdrawal(self.conn, self.ioloop, self.job, m.message_count, done).start()
+
+    def _close(self, ch: Any) -> None:
+        if ch is not None and ch.is_open:
+            ch.queue_delete(queue=self.queue, callback=lambda _f: self.conn.close())
+        elif self.conn is not None and self.conn.is_open:
+            self.conn.close()
