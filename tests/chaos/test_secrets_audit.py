@@ -18,8 +18,9 @@ Allow-list (anything else fails the test):
 - the ``pimq-worker`` password: only ``/etc/pimq/worker.yaml`` on each worker Pi,
   mode 0640, root:pimq;
 - the admin password: nowhere on a node. The roles only hand it to the
-  ``pimq_rabbitmq`` module (pipelined, ``no_log``), which sends it in HTTP requests
-  to 127.0.0.1 and, for the bootstrap, on ``rabbitmqctl``'s stdin;
+  ``pimq_rabbitmq`` module (pipelined, ``no_log``), which logs in over HTTP on
+  127.0.0.1 and creates the admin of a fresh broker as a salted hash (through guest's
+  API, or else on ``rabbitmqctl``'s stdin);
 - on the control machine, only in ``inventory/<room>/credentials/`` (0700, files 0600:
   ``admin.txt``, ``pimq-worker.txt``, ``students/<name>.txt``, ``handout.csv.txt``
   with every student's); the repository (venvs aside), ``~/.ansible`` and this
@@ -31,13 +32,13 @@ scan sees that database, each broker user's salted hash (from ``rabbitmqctl
 export_definitions``, decoded to its raw bytes) is searched under /var/lib/rabbitmq
 and the files holding it are reported (a note, not a failure).
 
-Not covered: a secret that is written and removed within a run (Ansible's remote temp
-files are removed at the end of each task; the scan runs after the run), memory, and
-free disk blocks.
+Not covered: a secret that is written and removed within a run (a module's temporary
+file beside a config, renamed into place; Ansible's remote temp, removed at the end of
+each task), memory, and free disk blocks.
 
 In ``make chaos`` this file runs after the faults, bad input, load and misuse tests
 (pytest takes the files in name order), so the scan also sees what those left behind.
-About 30 s after the converge on the 4-node room, so ``make chaos-ci`` runs it too.
+About 50 s after the converge on the 4-node room, so ``make chaos-ci`` runs it too.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ NOTE = """
 Allow-list: a student's password only in `/home/<student>/.config/pimq/config.yaml` on
 the head (0600, the student's); the `pimq-worker` password only in `/etc/pimq/worker.yaml`
 on each worker Pi (0640 root:pimq); the admin password on no node (the roles hand it only
-to the `pimq_rabbitmq` module, pipelined and `no_log`, which sends it over HTTP to
-127.0.0.1 and, to bootstrap a fresh broker, on `rabbitmqctl`'s stdin); on the control
+to the `pimq_rabbitmq` module, pipelined and `no_log`: it logs in over HTTP on 127.0.0.1
+and creates the admin of a fresh broker as a salted hash through guest's API, or else
+on `rabbitmqctl`'s stdin); on the control
 machine only in `inventory/<room>/credentials/` (0700; files 0600: `admin.txt`,
 `pimq-worker.txt`, `students/<name>.txt`, `handout.csv.txt` with every student's).
 Searched for: each password and the HTTP Basic token of `user:password`. Files: every
@@ -88,8 +90,9 @@ node and the control machine through the converge (at -vvv) and the students' jo
 running). RabbitMQ's database (mnesia) is scanned like any file and holds no plaintext:
 the broker keeps a salted SHA-256 hash per user; the last column counts the users whose
 hash bytes the scan found there, so it does read that database. Not covered: a secret
-written and removed within the run (the temporary copy of a rendered template in
-Ansible's remote temp, removed at the end of its task), memory, free disk blocks.
+written and removed within the run (the 0600 temporary file `pimq_files` and
+`pimq_accounts` write beside a config before renaming it into place), memory, free
+disk blocks.
 """
 SESSION = """pimq status
 pimq send audit hello
