@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import itertools
+import os
+import tempfile
+from unittest.mock import patch
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pimq import split
 from pimq.split import WHITESPACE, split_bytes, split_lines, split_range
 
 
@@ -70,3 +74,32 @@ def test_split_range_covers_exactly(start: int, length: int, shards: int) -> Non
     assert ranges[0][0] == start and ranges[-1][1] == start + length
     for (a, b), (c, _d) in itertools.pairwise(ranges):
         assert a < b == c
+
+
+@pytest.mark.parametrize("window", [1, 3, 64 * 1024])
+@settings(max_examples=60)
+@given(
+    data=st.binary(max_size=400) | st.text(alphabet=" \nab\u03b1", max_size=300).map(str.encode),
+    shards=st.integers(1, 20),
+    seps=st.sampled_from([WHITESPACE, b"\n"]),
+)
+def test_split_file_cuts_where_split_bytes_does(window, data, shards, seps) -> None:
+    """Read through windows of any size, a file is cut exactly like its bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "in.txt")
+        with open(path, "wb") as f:
+            f.write(data)
+        with patch.object(split, "WINDOW", window):
+            pieces = split.split_file(path, shards, seps)
+        assert list(pieces) == split_bytes(data, shards, seps)
+        assert pieces[-1:] == [split_bytes(data, shards, seps)[-1]]
+
+
+def test_split_file_refuses_a_file_that_changed(tmp_path) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"one two three four\n")
+    pieces = split.split_file(str(path), 2)
+    assert pieces[0] == b"one two three "
+    path.write_bytes(b"ONE TWO THREE FOUR\n!")
+    with pytest.raises(ValueError, match="changed while the job ran"):
+        pieces[1]

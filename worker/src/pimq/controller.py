@@ -14,7 +14,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from pika.adapters.select_connection import IOLoop
 
 from pimq import amqp, topology
 from pimq.config import StudentConfig
-from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError
+from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError, UsageError
 from pimq.progress import Progress
 from pimq.wire import BadMessage, Result, decode_results, encode_cancel, shard_properties
 from pimq.withdraw import Withdrawal
@@ -74,7 +74,7 @@ class Controller:
         cfg: StudentConfig,
         kind: str,
         params_json: str,
-        make_bodies: Callable[[int], list[bytes]],
+        make_bodies: Callable[[int], Sequence[bytes]],
         timeout: float | None = None,
         progress: bool = True,
         job: str | None = None,
@@ -89,7 +89,7 @@ class Controller:
         self.ioloop = IOLoop()
         self.conn: Any = None
         self.channel: Any = None
-        self.bodies: list[bytes] | None = None
+        self.bodies: Sequence[bytes] | None = None
         self.to_publish: Iterator[int] = iter(())
         self.results: dict[int, Result] = {}
         self.duplicates = 0
@@ -236,17 +236,14 @@ class Controller:
     def _publish_slice(self, ch: Any) -> None:
         if ch is not self.channel or self.finishing or not ch.is_open:
             return  # a new channel started its own pass, or the job is over
-        bodies, size, count = self.bodies, 0, 0
-        assert bodies is not None
+        size, count = 0, 0
         for index in self.to_publish:
             if index in self.confirmed or index in self.results:
                 continue
-            body = bodies[index]
-            props = shard_properties(
-                self.job, index, len(bodies), self.kind, self.params_json, self.queue
-            )
-            ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
-            self.confirms.published(lambda ok, i=index: self._on_confirm(i, ok))
+            body = self._body(index)
+            if body is None:
+                return
+            self._publish(ch, index, body)
             size, count = size + len(body), count + 1
             if size >= SLICE_BYTES or count >= SLICE_SHARDS:
                 self.ioloop.call_later(0, lambda: self._publish_slice(ch))
@@ -257,11 +254,28 @@ class Controller:
             self.confirmed.add(index)
             return
         if self.channel is not None and not self.finishing:  # refused: try again
-            props = shard_properties(
-                self.job, index, self.count, self.kind, self.params_json, self.queue
-            )
-            self.channel.basic_publish(topology.TASKS, topology.TASKS, self.bodies[index], props)
-            self.confirms.published(lambda ok, i=index: self._on_confirm(i, ok))
+            body = self._body(index)
+            if body is not None:
+                self._publish(self.channel, index, body)
+
+    def _body(self, index: int) -> bytes | None:
+        """Shard ``index``'s body (read from disk for file inputs), or None
+        after failing the job if it can no longer be read."""
+        assert self.bodies is not None
+        try:
+            return self.bodies[index]
+        except ValueError as exc:
+            self._fail(UsageError(str(exc)))
+        except OSError as exc:
+            self._fail(UsageError(f"cannot read shard {index} of the input: {exc.strerror}"))
+        return None
+
+    def _publish(self, ch: Any, index: int, body: bytes) -> None:
+        props = shard_properties(
+            self.job, index, self.count, self.kind, self.params_json, self.queue
+        )
+        ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
+        self.confirms.published(lambda ok, i=index: self._on_confirm(i, ok))
 
     # -- gathering -----------------------------------------------------------
     def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:

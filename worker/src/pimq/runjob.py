@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from pimq import jobs
@@ -76,13 +77,15 @@ def cmd_run(kind: str, rest: list[str]) -> int:
     cfg = load_student_config(student_config_path(args.config), args.host)
     params_json = json.dumps(job_params, sort_keys=True, separators=(",", ":"))
 
-    def make_bodies(consumers: int) -> list[bytes]:
+    def make_bodies(consumers: int) -> Sequence[bytes]:
         shards = args.shards or default_shards(consumers)
         try:
-            bodies = list(module.split(args, job_params, shards))
+            bodies = module.split(args, job_params, shards)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        return bodies or [b""]
+        if not isinstance(bodies, Sequence):  # a generator, say
+            bodies = list(bodies)
+        return bodies if len(bodies) else [b""]
 
     controller = Controller(
         cfg, kind, params_json, make_bodies, args.timeout, progress=not args.json

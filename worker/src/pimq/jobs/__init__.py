@@ -19,9 +19,11 @@ A module defines:
     The JSON-serialisable parameters every shard receives. Validate here
     (e.g. compile a regex, check a file exists) and raise ``ValueError``
     with a one-line message for the student. Runs on the head node.
-``split(args, params: dict, shards: int) -> list[bytes]``
-    The shard bodies, at most ``shards`` of them (at least one). Runs on the
-    head node. ``pimq.split`` has helpers for text and ranges.
+``split(args, params: dict, shards: int) -> Sequence[bytes]``
+    The shard bodies, at most ``shards`` of them (at least one): a list, or
+    any sequence that reads each body when indexed (``pimq.split.split_file``
+    does so for files). Runs on the head node. ``pimq.split`` has helpers
+    for text and ranges.
 ``run(body: bytes, params: dict) -> JSON value``
     Process one shard. Runs on a worker, in a pool process. An exception
     makes the shard fail; it is retried, then dead-lettered.

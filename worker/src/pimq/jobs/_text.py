@@ -6,6 +6,8 @@ import argparse
 import codecs
 import os
 
+from pimq.split import WHITESPACE, FileSlices, split_file
+
 # How much of a file is looked at to tell text from binary.
 SNIFF_BYTES = 64 * 1024
 
@@ -35,10 +37,11 @@ def check_file(path: str) -> None:
         raise ValueError(f"not UTF-8 text (byte {exc.start} is invalid): {path}") from None
 
 
-def read_file(path: str) -> bytes:
+def file_shards(path: str, shards: int, separators: bytes = WHITESPACE) -> FileSlices:
+    """The file cut on ``separators`` (:func:`pimq.split.split_file`): pieces are
+    read from disk as they are published."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return split_file(path, shards, separators)
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
 

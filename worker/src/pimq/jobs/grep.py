@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from pimq.jobs._text import check_file, decode, read_file
-from pimq.split import split_lines
+from pimq.jobs._text import check_file, decode, file_shards
 
 HELP = "count the lines of a text file that match a regex (Python re syntax)"
 
@@ -37,8 +37,8 @@ def compiled(pattern: str, ignore_case: bool) -> re.Pattern:
         raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
 
 
-def split(args: argparse.Namespace, job_params: dict[str, Any], shards: int) -> list[bytes]:
-    return split_lines(read_file(args.file), shards)
+def split(args: argparse.Namespace, job_params: dict[str, Any], shards: int) -> Sequence[bytes]:
+    return file_shards(args.file, shards, b"\n")
 
 
 def count_lines(body: bytes, pattern: str, ignore_case: bool = False) -> int:

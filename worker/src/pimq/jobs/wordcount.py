@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from pimq.jobs._text import add_file_argument, check_file, decode, read_file
-from pimq.split import split_bytes
+from pimq.jobs._text import add_file_argument, check_file, decode, file_shards
 from pimq.wordchars import WORD_CLASS
 
 HELP = "count one word (--word W) or list the --top K words of a text file"
@@ -42,8 +42,8 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
     return {"top": args.top, "ignore_case": bool(args.ignore_case)}
 
 
-def split(args: argparse.Namespace, job_params: dict[str, Any], shards: int) -> list[bytes]:
-    return split_bytes(read_file(args.file), shards)
+def split(args: argparse.Namespace, job_params: dict[str, Any], shards: int) -> Sequence[bytes]:
+    return file_shards(args.file, shards)
 
 
 @lru_cache(maxsize=64)
