@@ -42,6 +42,12 @@ class Job:
             return 0
         return max(0, sum(self.doc["workers"].values()) - self.doc["shards"])
 
+    @property
+    def duplicates(self) -> int:
+        """Results the controller dropped because their shard already had one
+        (a redelivery after a fault: seen, and not counted)."""
+        return self.doc.get("duplicates", 0) if self.doc else 0
+
 
 def start(room: nodes.Room, student: str, *args: str) -> Job:
     command = "pimq run " + " ".join(shlex.quote(a) for a in args) + " --json"

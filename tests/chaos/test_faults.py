@@ -6,7 +6,10 @@ to land in it; run by alice on the head over SSH). The exact result is 64 x 10
 characters. Shortly after each job starts, the fault strikes a
 worker Pi (in turn) or the head's broker. Figures per fault: jobs run, jobs exact,
 faults that landed mid-job, shards lost (shards minus results kept, from the JSON),
-shards counted twice (per-worker counts summed minus shards).
+shards counted twice (per-worker counts summed minus shards), and the duplicate
+results the controller saw and dropped (shards that ran twice because a fault
+came between a shard's result and its ack: proof that redeliveries happened and
+were not counted).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def test_jobs_exact_through_fault(converged: nodes.Room, fault: str) -> None:
     room = converged
     expected = SHARDS * len(MESSAGE)
     inject = FAULTS[fault]
-    ran = exact = mid_job = lost = twice = 0
+    ran = exact = mid_job = lost = twice = dropped = 0
     walls: list[float] = []
     failures: list[str] = []
     for i in range(N):
@@ -122,6 +125,7 @@ def test_jobs_exact_through_fault(converged: nodes.Room, fault: str) -> None:
         ran += 1
         lost += job.shards_lost
         twice += job.shards_twice
+        dropped += job.duplicates
         if job.doc and job.doc["result"] == expected:
             exact += 1
             walls.append(job.doc["wall_seconds"])
@@ -137,6 +141,7 @@ def test_jobs_exact_through_fault(converged: nodes.Room, fault: str) -> None:
             "fault landed mid-job": mid_job,
             "shards lost": lost,
             "shards counted twice": twice,
+            "duplicate results dropped": dropped,
             "mean job s": round(sum(walls) / len(walls), 1) if walls else "-",
             "max job s": round(max(walls), 1) if walls else "-",
         },
