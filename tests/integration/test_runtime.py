@@ -9,6 +9,8 @@ import time
 import pytest
 from helpers import job_id, queue_depth, run_json, shard_lines, wait_until
 
+from pimq import wire
+
 
 def finish(proc, timeout: float = 120) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
@@ -212,3 +214,26 @@ def test_shard_process_that_dies_is_replaced(broker, student, cli, start_worker,
     assert "shard process died (exit code 3)" in out.stderr.strip().splitlines()[-1]
     assert worker.text().count("a shard process died (exit code 3)") == 3
     assert run_json(cli, "noop", "--shards", "4")["result"] == 4  # the pool lives on
+
+
+def test_a_result_that_comes_twice_is_kept_once_and_counted(broker, student, cli, start_worker):
+    """A redelivered shard's second result (here: sent by hand, twice, before any worker
+    runs the shard) is dropped, the job stays exact, and --json says how many were."""
+    proc = cli.start("run", "sleep", "abc", "de", "--per-char", "0", "--json")
+    job = wait_job_started([], proc)
+    conn = broker.connect(student)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        body = wire.encode_results(job, "by-hand", [wire.shard_result(0, True, 3, 0.0)])
+        for _ in range(2):
+            ch.basic_publish("pimq.results", f"pimq.result.{job}", body)
+    finally:
+        conn.close()
+    start_worker([student.vhost], processes=1)
+    code, out, err = finish(proc)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["result"] == 5 and doc["shards"] == 2
+    assert doc["duplicates"] == 2  # the second by hand, and the worker's own for shard 0
+    assert doc["workers"]["by-hand"] == 1
