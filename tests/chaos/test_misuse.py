@@ -4,6 +4,7 @@ a non-zero exit code, and nothing left in the student's queues."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import figures
 import nodes
@@ -58,9 +59,12 @@ def clean(room: nodes.Room, leftovers: dict[str, int]) -> None:
 
 
 @pytest.fixture(scope="module")
-def misuse_setup(converged: nodes.Room, corpus) -> nodes.Room:
+def misuse_setup(converged: nodes.Room, corpus) -> Iterator[nodes.Room]:
     nodes.ssh(converged, STUDENT, SETUP)
-    return converged
+    yield converged
+    # the copies of the config hold the student's password: the secrets audit
+    # allows it only in ~/.config/pimq/config.yaml
+    nodes.ssh(converged, STUDENT, "rm -f bin.dat badpw.yaml closed.yaml")
 
 
 @pytest.mark.parametrize(

@@ -74,4 +74,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   [ -f worker/pyproject.toml ] && .venv-deb/bin/pip install -q --disable-pip-version-check --no-deps -e worker
   echo "$want" > "$stamp"
 fi
-say "ready: $(.venv/bin/ansible --version | head -1), $(docker version -f 'docker {{.Server.Version}}')"
+say "ready: $(.venv/bin/ansible --version | sed -n 1p), $(docker version -f 'docker {{.Server.Version}}')"
