@@ -272,6 +272,20 @@ class Converger:
         _, data = self.api.call("GET", "/api/vhosts?columns=name")
         return {v["name"] for v in data or []}
 
+    def read_state(self):
+        """Every user, permission and vhost limit of the broker in three requests (one
+        per student and kind would grow with the roster)."""
+        _, users = self.api.call("GET", "/api/users")
+        self.users = {u["name"]: u for u in users or []}
+        _, perms = self.api.call("GET", "/api/permissions")
+        self.perms = {}
+        for perm in perms or []:
+            self.perms.setdefault(perm["user"], {})[perm["vhost"]] = perm
+        _, limits = self.api.call("GET", "/api/vhost-limits")
+        self.limits = {}
+        for entry in limits or []:
+            self.limits.setdefault(entry["vhost"], {}).update(entry.get("value") or {})
+
     def converge_vhost(self, spec, existing):
         name = spec["name"]
         if name not in existing:
@@ -279,10 +293,7 @@ class Converger:
                 self.api.call("PUT", "/api/vhosts/%s" % q(name), {})
             current = {}
         else:
-            _, data = self.api.call("GET", "/api/vhost-limits/%s" % q(name), missing_ok=True)
-            current = {}
-            for entry in data or []:
-                current.update(entry.get("value") or {})
+            current = self.limits.get(name, {})
         for limit, value in sorted((spec.get("limits") or {}).items()):
             have = current.get(limit)
             if value is None:
@@ -297,10 +308,10 @@ class Converger:
         name = spec["name"]
         password = spec.get("password") or ""
         tags = as_tags(spec.get("tags"))
-        status, current = self.api.call("GET", "/api/users/%s" % q(name), missing_ok=True)
+        current = self.users.get(name)
         body = {"password_hash": password_hash(password), "hashing_algorithm": DEFAULT_HASH,
                 "tags": ",".join(tags)}
-        if status == 404:
+        if current is None:
             if self.change("user %s: created" % name):
                 self.api.call("PUT", "/api/users/%s" % q(name), body)
             existing_perms = {}
@@ -313,8 +324,7 @@ class Converger:
                 reasons.append("tags %s -> %s" % (",".join(as_tags(current.get("tags"))) or "-", ",".join(tags) or "-"))
             if reasons and self.change("user %s: %s updated" % (name, ", ".join(reasons))):
                 self.api.call("PUT", "/api/users/%s" % q(name), body)
-            _, perms = self.api.call("GET", "/api/users/%s/permissions" % q(name), missing_ok=True)
-            existing_perms = {p["vhost"]: p for p in perms or []}
+            existing_perms = self.perms.get(name, {})
         wanted = {}
         for perm in spec.get("permissions") or []:
             wanted[perm["vhost"]] = {k: perm.get(k, "^$") for k in ("configure", "write", "read")}
@@ -330,8 +340,7 @@ class Converger:
                     self.api.call("DELETE", "/api/permissions/%s/%s" % (q(vhost), q(name)), missing_ok=True)
 
     def remove_user(self, name):
-        status, _ = self.api.call("GET", "/api/users/%s" % q(name), missing_ok=True)
-        if status != 404 and self.change("user %s: removed" % name):
+        if name in self.users and self.change("user %s: removed" % name):
             self.api.call("DELETE", "/api/users/%s" % q(name), missing_ok=True)
 
     def run(self):
@@ -353,6 +362,7 @@ class Converger:
             self.module.fail_json(msg="RabbitMQ management API at %s not reachable: %s" % (p["api_url"], status))
 
         vhosts = self.existing_vhosts()
+        self.read_state()
         for spec in p["vhosts"]:
             self.converge_vhost(spec, vhosts)
         for spec in p["users"]:
