@@ -28,7 +28,10 @@ options:
     elements: dict
     default: []
   files:
-    description: Files with exactly C(content), each with C(path), C(content), C(mode) and optionally C(owner), C(group).
+    description:
+      - Files with exactly the given content, each with C(path), C(mode), optionally C(owner)
+        and C(group), and either C(content) (text) or C(content_b64) (bytes, base64-encoded: a
+        binary file such as a wheel; never shown in a diff).
     type: list
     elements: dict
     default: []
@@ -70,6 +73,7 @@ changed_paths:
   returned: always
 """
 
+import base64
 import fnmatch
 import grp
 import os
@@ -138,7 +142,9 @@ class Files:
         self.attrs(path, st, spec)
 
     def file(self, spec):
-        path, data = spec["path"], spec["content"].encode("utf-8")
+        path = spec["path"]
+        binary = spec["content_b64"] is not None
+        data = base64.b64decode(spec["content_b64"]) if binary else spec["content"].encode("utf-8")
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -152,7 +158,7 @@ class Files:
         if old == data:
             self.attrs(path, st, spec)
             return
-        if self.module._diff:
+        if self.module._diff and not binary:
             self.diffs.append(dict(before_header=path, after_header=path,
                                    before=(old or b"").decode("utf-8", "replace"), after=spec["content"]))
         if not self.change(path, "written" if old is None else "updated"):
@@ -240,7 +246,9 @@ def main():
         argument_spec=dict(
             folders=dict(type="list", elements="dict", default=[], options=owned),
             files=dict(type="list", elements="dict", default=[],
-                       options=dict(owned, content=dict(type="str", required=True))),
+                       options=dict(owned, content=dict(type="str"), content_b64=dict(type="str", no_log=True)),
+                       mutually_exclusive=[("content", "content_b64")],
+                       required_one_of=[("content", "content_b64")]),
             links=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),
                 src=dict(type="str", required=True),

@@ -4,10 +4,15 @@ Calls the project's PEP 517 build backend (``[build-system] build-backend`` of
 pyproject.toml, e.g. hatchling) in this interpreter, without build isolation,
 dependencies or an index: what ``pip wheel --no-deps --no-build-isolation
 --no-index`` does, without pip's start-up (a second or so on a Pi-sized
-control machine; the backend alone takes a tenth of that). Prints the wheel's
-file name.
+control machine; the backend alone takes a tenth of that).
+
+Prints the wheel's file name and SHA-1, and writes the wheel base64-encoded
+beside it (``<wheel>.b64``): the role hands it to pimq_files as text, so the
+wheel travels in the same module run as the rest of the runtime's files.
 """
 
+import base64
+import hashlib
 import importlib
 import os
 import sys
@@ -26,7 +31,12 @@ def main() -> None:
     for part in filter(None, attr.split(".")):
         backend = getattr(backend, part)
     os.makedirs(out, exist_ok=True)
-    print(backend.build_wheel(out))
+    name = backend.build_wheel(out)
+    with open(os.path.join(out, name), "rb") as f:
+        data = f.read()
+    with open(os.path.join(out, name + ".b64"), "wb") as f:
+        f.write(base64.b64encode(data) + b"\n")
+    print(name, hashlib.sha1(data).hexdigest())
 
 
 if __name__ == "__main__":
