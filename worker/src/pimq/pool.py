@@ -21,6 +21,9 @@ from pimq.execute import Outcome, child_init, execute
 log = logging.getLogger("pimq.worker")
 
 READ = 0x0001  # pika's select_connection READ event
+# Bodies this big cross the pipe as raw bytes after the pickled batch (no pickle
+# copy of a multi-megabyte shard); smaller ones travel inside it.
+RAW = 64 * 1024
 
 
 def _child_loop(conn: Connection) -> None:
@@ -30,10 +33,11 @@ def _child_loop(conn: Connection) -> None:
     os.closerange(keep + 1, 65536)
     while True:
         try:
-            task = conn.recv()
+            batch = conn.recv()
+            tasks = [t if t[1] is not None else (t[0], conn.recv_bytes(), *t[2:]) for t in batch]
         except (EOFError, OSError):
             return
-        conn.send([execute(*t) for t in task])
+        conn.send([execute(*t) for t in tasks])
 
 
 class Child:
@@ -91,12 +95,17 @@ class ShardPool:
         return len(self.idle)
 
     def submit(self, tokens: list[Any], tasks: list[tuple]) -> None:
-        """Run ``tasks`` one after the other in an idle child; ``on_results``
-        gets the tokens with their outcomes, in order, once all have run."""
+        """Run ``tasks`` (``execute``'s arguments, the body second) one after the
+        other in an idle child; ``on_results`` gets the tokens with their
+        outcomes, in order, once all have run."""
         child = self.idle.pop()
         child.token = tokens
+        raw = [t[1] for t in tasks if len(t[1]) >= RAW]
+        batch = [(t[0], None, *t[2:]) if len(t[1]) >= RAW else t for t in tasks]
         try:
-            child.conn.send(tasks)
+            child.conn.send(batch)
+            for body in raw:
+                child.conn.send_bytes(body)
         except OSError:
             self._died(child)
 
