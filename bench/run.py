@@ -387,8 +387,16 @@ def bench_cpu(broker: Broker, out: Path, k: int, samples: int, repeat: int) -> d
             "--samples",
             str(samples),
         )
-        interleave([serial, pimq], broker, None, repeat, warmup=False)
-    hits = {r["result"] for r in serial.runs} | {r["result"]["hits"] for r in pimq.runs}
+        ideal = Variant(
+            "ideal",
+            f"{k} forked processes, no broker (this machine's ceiling)",
+            [*serial.cmd, "--processes", str(k)],
+            env_pimq,
+        )
+        interleave([serial, pimq, ideal], broker, None, repeat, warmup=False)
+    hits = {r["result"] for r in serial.runs + ideal.runs} | {
+        r["result"]["hits"] for r in pimq.runs
+    }
     if len(hits) != 1:
         raise RuntimeError(f"pi: serial and pimq disagree on the hit count: {sorted(hits)}")
     efficiency = serial.seconds() / (pimq.seconds() * k)
@@ -397,8 +405,13 @@ def bench_cpu(broker: Broker, out: Path, k: int, samples: int, repeat: int) -> d
         "samples": samples,
         "workers": k,
         "efficiency": efficiency,
+        "ceiling": serial.seconds() / (ideal.seconds() * k),
         "cpu_efficiency": cpu_ratio,
-        "variants": {"serial": serial.summary(), "pimq": pimq.summary()},
+        "variants": {
+            "serial": serial.summary(),
+            "pimq": pimq.summary(),
+            "ideal": ideal.summary(),
+        },
     }
 
 
