@@ -71,8 +71,8 @@ chaos: setup ## the full chaos + security suite on its own classroom; figures to
 chaos-ci: classroom ## the chaos suite's CI subset: one job per fault, on the simulated classroom
 	PIMQ_CLASSROOM=$${PIMQ_CLASSROOM:-pimq} PIMQ_INVENTORY=$(CURDIR)/$(LOCAL) CHAOS_JOBS=1 $(PYTEST) tests/chaos
 
-bench: setup ## benchmarks side by side; figures in bench/RESULTS.md
-	bench/run.sh
+bench: setup ## every benchmark figure side by side (rebuilds the simulated classroom for the provisioning figure)
+	bench/run.sh --with-classroom
 
 test: lint unit integration test-harness test-classroom molecule chaos-ci ## everything CI checks
 
