@@ -23,6 +23,11 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 
 PER_STUDENT = 3
 SHARDS = 16
+NOTE = """A job alone has the three Pis to itself; 24 at once share them, so a ratio
+near 24 (the worst job waits behind the other 23) is fair sharing, not overhead.
+The batch time covers the 24 SSH logins and 24 `pimq run` start-ups on the head
+(about 0.3 CPU s each, all on the same 2 shared cores as the Pis), against
+the sum of the jobs' own times alone, which counts neither."""
 
 
 def test_8_students_3_jobs_each_at_once(converged: nodes.Room, corpus) -> None:
@@ -47,9 +52,13 @@ def test_8_students_3_jobs_each_at_once(converged: nodes.Room, corpus) -> None:
     one_by_one = PER_STUDENT * sum(alone.values())
     exact = [j for j in finished if j.doc and j.doc["result"] == expected]
     ratios = [j.doc["wall_seconds"] / alone[j.student] for j in exact]
-    figures.add(
+    section = (
         f"Load: {len(jobs.STUDENTS)} students x {PER_STUDENT} jobs at once "
-        f"({SHARDS}-shard word count, each job its own SSH login)",
+        f"({SHARDS}-shard word count, each job its own SSH login)"
+    )
+    figures.note(section, NOTE)
+    figures.add(
+        section,
         f"{len(finished)} jobs",
         **{
             "jobs exact": len(exact),
