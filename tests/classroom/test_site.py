@@ -51,3 +51,24 @@ def test_status_reports_brokers_workers_and_queues(converged, room):
     assert run.output.count("pimq-worker: active") == len(room.workers), run.tail(100)
     for name in room.students:
         assert f"- {name:<12} pimq.tasks" in run.output, run.tail(100)
+
+
+def test_a_pi_left_with_dpkg_interrupted_is_repaired(converged, room, converge_vars):
+    """A Pi that lost power mid-install has a dpkg journal left behind and every
+    apt run fails ("dpkg was interrupted") until `dpkg --configure -a`: the role
+    finishes that work itself before installing what is missing."""
+    import nodes
+
+    pi = room.workers[-1]
+    nodes.on_node(pi, ["dpkg", "--purge", "hello"], check=False)
+    nodes.on_node(pi, ["touch", "/var/lib/dpkg/updates/0000"])  # what a power cut leaves
+    blocked = nodes.on_node(pi, ["apt-get", "install", "-y", "--no-download", "hello"], check=False)
+    assert "dpkg was interrupted" in blocked.stdout + blocked.stderr, blocked
+
+    extra = {**converge_vars, "pimq_common_extra_packages": ["hello"]}
+    run = nodes.playbook("common.yml", "--limit", pi, extra_vars=extra)
+    assert run.rc == 0, run.tail(80)
+    assert nodes.on_node(pi, ["ls", "/var/lib/dpkg/updates"]).stdout.strip() == ""
+    status = nodes.on_node(pi, ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "hello"])
+    assert status.stdout.startswith("ii"), status.stdout
+    nodes.on_node(pi, ["dpkg", "--purge", "hello"])
