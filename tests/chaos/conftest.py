@@ -9,7 +9,8 @@ Environment:
 The room is brought up (or reused) with ``tests/harness/classroom.py up --prefix chaos``
 and ``playbooks/site.yml`` converged once per session with an 8-student roster, at
 -vvv with ``ps`` sampled on every node through it (``site_run``: the secrets audit
-reads its output and samples).
+reads its output and samples). A borrowed room (``make chaos-ci`` on the simulated
+classroom) gets its own roster back at the end of the session.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,11 +111,35 @@ def converge(room: nodes.Room, tmp: Path, first: bool) -> SiteRun:
     return SiteRun(run, sampler, first)
 
 
+def give_back(room: nodes.Room, tmp: Path) -> None:
+    """Leave a borrowed room (``make chaos-ci`` runs on the simulated classroom) with
+    its own roster again: the students only this suite added removed, with their
+    credentials, so the classroom suite finds the room its inventory describes."""
+    own = {s["name"] for s in room.roster}
+    extra = [n for n in STUDENTS if n not in own]
+    run = nodes.playbook(
+        "site.yml",
+        extra_vars={
+            "pimq_students": [*room.roster, *({"name": n, "state": "absent"} for n in extra)],
+            "pimq_runtime_source": str(tmp / "worker"),
+        },
+        tmp_dir=tmp,
+    )
+    if run.rc != 0:
+        pytest.fail(f"could not give the room its own roster back (rc={run.rc}):\n{run.tail(80)}")
+    for name in extra:
+        (nodes.INVENTORY / "credentials" / "students" / f"{name}.txt").unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
-def session_converge(room: nodes.Room, tmp_path_factory) -> SiteRun | None:
+def session_converge(room: nodes.Room, tmp_path_factory) -> Iterator[SiteRun | None]:
     if os.environ.get("CHAOS_SKIP_CONVERGE") == "1":
-        return None
-    return converge(room, tmp_path_factory.mktemp("converge"), first=True)
+        yield None
+        return
+    tmp = tmp_path_factory.mktemp("converge")
+    yield converge(room, tmp, first=True)
+    if nodes.PREFIX != "chaos":
+        give_back(room, tmp)
 
 
 @pytest.fixture(scope="session")

@@ -48,10 +48,11 @@ def _machine() -> str:
 
 ELSEWHERE = """## Covered by other suites (not repeated here)
 
-- roster misuse (duplicates, invalid names, unknown keys, empty roster):
-  `tests/classroom/test_roster.py`, `tests/classroom/test_roster_unit.py`
-- tenant matrix over AMQP for every ordered pair, `guest` refused from every node,
-  `pimq-worker` limited to `pimq.` resources: `tests/classroom/test_tenants.py`
+- the roster's validation rule by rule (pure logic): `tests/classroom/test_roster_unit.py`;
+  roster changes touching exactly the students concerned, `--check` previews:
+  `tests/classroom/test_roster.py`
+- every broker holding every tenant with exactly the designed rights and limits:
+  `tests/classroom/test_tenants.py`
 - secrets as each student (every file a student can read holds their own password only),
   the config files' content, `-vvv` output of a re-run and of `--check --diff`:
   `tests/classroom/test_secrets.py` (the root-level audit of every node is a table above)

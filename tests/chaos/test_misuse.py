@@ -1,5 +1,7 @@
-"""Controller misuse as a student on the head: one clear error line each (no traceback),
-a non-zero exit code, and nothing left in the student's queues."""
+"""Misuse. Controller misuse as a student on the head: one clear error line each (no
+traceback), a non-zero exit code, and nothing left in the student's queues. Roster
+misuse as the admin: site.yml fails on the control machine, naming every bad entry,
+before any host changes."""
 
 from __future__ import annotations
 
@@ -105,3 +107,60 @@ def test_controller_misuse_fails_cleanly(misuse_setup: nodes.Room, label: str) -
     assert not traceback, proc.stderr
     assert len(lines) == 1, proc.stderr
     assert not leftovers
+
+
+BAD_ROSTERS = {
+    "several-bad-entries": (
+        [
+            {"name": "alice"},
+            {"name": "alice"},
+            {"name": "Bad Name"},
+            {"name": "erin", "shoe_size": 42},
+            {"name": "root"},
+            {"name": "frank", "state": "gone"},
+            {"full_name": "No Name"},
+            {"name": "grace"},
+        ],
+        [
+            "entry #2 (alice): duplicate name",
+            "entry #3 (Bad Name)",
+            "entry #4 (erin): unknown key(s) shoe_size",
+            "entry #5 (root): name 'root' is reserved",
+            "entry #6 (frank): state 'gone'",
+            "entry #7: missing 'name'",
+        ],
+    ),
+    "empty": ([], ["pimq_students is empty"]),
+    "not-a-list": ({"name": "alice"}, ["pimq_students must be a list"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ROSTERS))
+def test_bad_roster_fails_before_any_host_changes(converged: nodes.Room, case: str) -> None:
+    room = converged
+    roster, expected = BAD_ROSTERS[case]
+    before = nodes.room_state(room)
+    students_before = set(nodes.credentials().students)
+    run = nodes.playbook("site.yml", extra_vars={"pimq_students": roster})
+    named = [fragment for fragment in expected if fragment in run.output]
+    on_hosts = "PLAY [Common" in run.output  # past the preflight play (control machine)
+    unchanged = nodes.room_state(room) == before
+    new_creds = set(nodes.credentials().students) - students_before
+    figures.add(
+        "Roster misuse (as the admin: site.yml with a bad roster)",
+        case,
+        **{
+            "exit code": run.rc,
+            "bad entries named": f"{len(named)}/{len(expected)}",
+            "changed": run.total("changed"),
+            "plays on hosts": "yes" if on_hosts else "none",
+            "room unchanged": unchanged,
+            "credentials made": len(new_creds),
+        },
+    )
+    assert run.rc != 0
+    assert named == expected, f"not reported: {set(expected) - set(named)}\n{run.tail(40)}"
+    assert run.total("changed") == 0, run.recap
+    assert not on_hosts
+    assert unchanged
+    assert not new_creds

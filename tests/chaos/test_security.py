@@ -1,4 +1,11 @@
-"""Security extras: what the management API shows a student; the worker's sandbox.
+"""Security: tenants fenced from each other, guest gone, the worker user fenced to
+``pimq.`` resources, what the management API shows a student, the worker's sandbox.
+
+The tenant matrix tries, for every ordered pair of students (A, B), to open B's
+vhost over AMQP as A, and to configure (declare a queue), write (publish) and read
+(get from ``pimq.tasks``) in it through the management API as A; each must be
+refused, while the same four on A's own vhost must work (else the matrix could not
+fail).
 
 The sandbox check goes beyond reading the unit's properties: every sandbox setting of
 the installed unit's [Service] section (``systemctl cat pimq-worker``: User, Protect*,
@@ -16,6 +23,7 @@ import re
 import figures
 import jobs
 import nodes
+import pika
 import pytest
 import requests
 
@@ -65,6 +73,181 @@ def probe_writes(node: str, places: list[str]) -> dict[str, bool]:
          PROBE.replace("$", "$$"), "probe", *places],
     ).stdout  # fmt: skip
     return {line.rsplit(" ", 1)[0]: line.endswith(" yes") for line in out.splitlines()}
+
+
+PROBE_QUEUE = "chaos.tenant-probe"
+OPS = ("configure", "write", "read")
+
+
+def amqp(room: nodes.Room, node: str, user: str, password: str, vhost: str = "/"):
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host=room.ips[node],
+            virtual_host=vhost,
+            credentials=pika.PlainCredentials(user, password),
+            connection_attempts=1,
+            socket_timeout=10,
+        )
+    )
+
+
+def opens(room: nodes.Room, user: str, password: str, vhost: str) -> bool:
+    try:
+        amqp(room, room.head, user, password, vhost).close()
+        return True
+    except pika.exceptions.AMQPConnectionError:
+        return False
+
+
+def try_ops(api: str, auth: tuple[str, str], vhost: str, queue: str) -> dict[str, int]:
+    """HTTP status of configure / write / read in ``vhost`` through the management API
+    (read takes nothing away: the message is requeued)."""
+    configure = requests.put(
+        f"{api}/queues/{vhost}/{PROBE_QUEUE}", json={"durable": False}, auth=auth, timeout=15
+    )
+    write = requests.post(
+        f"{api}/exchanges/{vhost}/amq.default/publish",
+        json={
+            "properties": {},
+            "routing_key": queue,
+            "payload": "probe",
+            "payload_encoding": "string",
+        },
+        auth=auth,
+        timeout=15,
+    )
+    read = requests.post(
+        f"{api}/queues/{vhost}/{queue}/get",
+        json={"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"},
+        auth=auth,
+        timeout=15,
+    )
+    if write.ok and not write.json().get("routed"):
+        write.status_code = 0  # accepted but not delivered: not a working write
+    if read.ok and not read.json():
+        read.status_code = 0  # allowed but nothing read back
+    return {"configure": configure.status_code, "write": write.status_code,
+            "read": read.status_code}  # fmt: skip
+
+
+def test_tenant_matrix(converged: nodes.Room, creds) -> None:
+    room = converged
+    api = f"http://{room.ips[room.head]}:15672/api"
+    problems: list[str] = []
+    for a in jobs.STUDENTS:
+        auth = (a, creds.students[a])
+        own = try_ops(api, auth, a, PROBE_QUEUE)
+        own_open = opens(room, a, creds.students[a], a)
+        requests.delete(f"{api}/queues/{a}/{PROBE_QUEUE}", auth=auth, timeout=15)
+        if not own_open or not all(200 <= own[op] < 300 for op in OPS):
+            problems.append(f"{a} cannot use their own vhost: open={own_open} {own}")
+        others = [b for b in jobs.STUDENTS if b != a]
+        refused = dict.fromkeys(("open", *OPS), 0)
+        for b in others:
+            if opens(room, a, creds.students[a], b):
+                problems.append(f"{a} opened vhost {b} over AMQP")
+            else:
+                refused["open"] += 1
+            for op, status in try_ops(api, auth, b, "pimq.tasks").items():
+                if status in (401, 403):
+                    refused[op] += 1
+                else:
+                    problems.append(f"{a}: {op} in vhost {b} answered {status}")
+        n = len(others)
+        figures.add(
+            "Tenant matrix: each student against every other student's vhost",
+            a,
+            **{
+                "other vhosts": n,
+                "AMQP open refused": f"{refused['open']}/{n}",
+                **{f"{op} refused (API)": f"{refused[op]}/{n}" for op in OPS},
+                "own vhost: open, configure, write, read": "ok"
+                if own_open and all(200 <= own[op] < 300 for op in OPS)
+                else f"open={own_open} {own}",
+            },
+        )
+    assert not problems, "\n".join(problems)
+
+
+def test_guest_is_gone_from_every_node(converged: nodes.Room) -> None:
+    room = converged
+    problems = []
+    for node in room.nodes:
+        remote = opens_as_guest(room, node)
+        # from the node itself, where RabbitMQ would let guest in if it existed
+        local = nodes.on_node(node, ["python3", "-"], input=GUEST_PROBE).stdout.strip()
+        listed = "guest" in {u["name"] for u in nodes.broker_definitions(node)["users"]}
+        figures.add(
+            "guest on every broker",
+            node,
+            **{
+                "login from the control machine": "refused" if not remote else "IN",
+                "login on the node (localhost)": local.lower(),
+                "user exists": "yes" if listed else "no",
+            },
+        )
+        if remote or local != "REFUSED" or listed:
+            problems.append(f"{node}: guest remote={remote} local={local} listed={listed}")
+    assert not problems, "\n".join(problems)
+
+
+GUEST_PROBE = (
+    "import pika\ntry:\n pika.BlockingConnection(pika.ConnectionParameters('localhost',"
+    "credentials=pika.PlainCredentials('guest','guest'),connection_attempts=1))\n"
+    " print('IN')\nexcept pika.exceptions.AMQPConnectionError:\n print('REFUSED')\n"
+)
+
+
+def opens_as_guest(room: nodes.Room, node: str) -> bool:
+    try:
+        amqp(room, node, "guest", "guest").close()
+        return True
+    except pika.exceptions.AMQPConnectionError:
+        return False
+
+
+def test_worker_user_only_reaches_pimq_resources(converged: nodes.Room, creds) -> None:
+    """On every student vhost of the head: pimq-worker reaches pimq.tasks, but can
+    neither read a student's own queue nor declare a queue outside ``pimq.``."""
+    room = converged
+    counts = {"pimq.tasks reached": 0, "student's queue read refused": 0,
+              "non-pimq queue declare refused": 0}  # fmt: skip
+    problems = []
+    for name in jobs.STUDENTS:
+        owner = amqp(room, room.head, name, creds.students[name], name)
+        och = owner.channel()
+        och.queue_declare(queue="homework", durable=False)
+        och.basic_publish(exchange="", routing_key="homework", body=b"secret homework")
+        try:
+            worker = amqp(room, room.head, "pimq-worker", creds.worker, name)
+            try:
+                worker.channel().queue_declare(queue="pimq.tasks", durable=True, passive=True)
+                counts["pimq.tasks reached"] += 1
+                for what, attempt in (
+                    ("student's queue read refused", lambda ch: ch.basic_get(queue="homework")),
+                    ("non-pimq queue declare refused", lambda ch: ch.queue_declare("not-pimq")),
+                ):
+                    try:
+                        attempt(worker.channel())
+                        problems.append(f"{name}: pimq-worker was not refused: {what}")
+                    except pika.exceptions.ChannelClosedByBroker as exc:
+                        if exc.reply_code == 403:
+                            counts[what] += 1
+                        else:
+                            problems.append(f"{name}: {what}: {exc}")
+            finally:
+                if worker.is_open:
+                    worker.close()
+        finally:
+            och.queue_delete(queue="homework")
+            owner.close()
+    n = len(jobs.STUDENTS)
+    figures.add(
+        "The pimq-worker user on every student vhost (head)",
+        f"{n} vhosts",
+        **{what: f"{count}/{n}" for what, count in counts.items()},
+    )
+    assert not problems, "\n".join(problems)
 
 
 def test_management_api_shows_a_student_only_their_vhost(converged: nodes.Room, creds) -> None:

@@ -4,7 +4,6 @@
 ``converged``  playbooks/site.yml converged once per session (first run at -vvv with
                ``ps`` sampled on every node, then a second run and a --check --diff run)
 ``creds``      the room's generated credentials (control machine)
-``student``    helpers to act as a student on the head node
 """
 
 from __future__ import annotations
@@ -144,9 +143,3 @@ class Student:
         proc = nodes.run_python_as(self.room, self.name, STUDENT_CLIENT, *args)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def student(room: nodes.Room, converged: Converge):
-    """``student("alice")`` -> a :class:`Student` of the converged room."""
-    return lambda name: Student(room, name)
