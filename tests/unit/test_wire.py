@@ -113,3 +113,14 @@ def test_control_messages() -> None:
     assert wire.decode_control(wire.encode_cancel("ab12cd34", "done")) == ("ab12cd34", "done")
     assert wire.decode_control(b"nonsense") is None
     assert wire.decode_control(b'{"cancel": "../x"}') is None
+
+
+def test_job_of_reads_only_the_job_header() -> None:
+    job = "ab12cd34ef56ab12"
+    props = wire.shard_properties(job, 0, 1, "noop", "{}", "pimq.result.x")
+    assert wire.job_of(props) == job
+    assert wire.job_of(pika.BasicProperties(headers={"pimq-job": job.encode()})) == job
+    assert wire.job_of(pika.BasicProperties(headers={"pimq-job": b"\xff"})) == "\ufffd"
+    assert wire.job_of(pika.BasicProperties(headers={"pimq-job": 7})) is None
+    assert wire.job_of(pika.BasicProperties()) is None
+    assert wire.job_of(None) is None

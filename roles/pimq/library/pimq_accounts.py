@@ -95,6 +95,7 @@ import re
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pimq_write import replace_file
 
 KEY_TYPE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$")
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -247,24 +248,8 @@ class Accounts:
             return
         if fd is not None:
             os.close(fd)
-        if not self.change("%s: %s" % (label, "written" if old is None else "updated")):
-            return
-        tmp = ".%s.pimq-%d" % (name, os.getpid())
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-        try:
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        if self.change("%s: %s" % (label, "written" if old is None else "updated")):
+            replace_file(dir_fd, name, data, uid, gid, mode)
 
     def home(self, spec, pw):
         name = spec["name"]

@@ -79,9 +79,9 @@ import grp
 import os
 import pwd
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pimq_write import replace_file
 
 
 class Files:
@@ -163,29 +163,18 @@ class Files:
                                    before=(old or b"").decode("utf-8", "replace"), after=spec["content"]))
         if not self.change(path, "written" if old is None else "updated"):
             return
-        folder = os.path.dirname(path) or "."
-        if not os.path.isdir(folder):
-            self.fail("%s: folder %s does not exist" % (path, folder))
         uid, gid = self.ids(spec)
         if st is not None:  # an owner or group not set is kept from the file replaced
             uid, gid = (st.st_uid if uid == -1 else uid), (st.st_gid if gid == -1 else gid)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path))
+        folder = os.path.dirname(path) or "."
         try:
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, self.mode(spec))
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-            os.close(fd)
-            fd = None
-            os.rename(tmp, path)
-        except BaseException:
-            if fd is not None:
-                os.close(fd)
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
+            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            self.fail("%s: folder %s does not exist" % (path, folder))
+        try:
+            replace_file(dir_fd, os.path.basename(path), data, uid, gid, self.mode(spec))
+        finally:
+            os.close(dir_fd)
 
     def link(self, spec):
         path, src = spec["path"], spec["src"]

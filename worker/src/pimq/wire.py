@@ -124,6 +124,16 @@ def dead_properties(
     )
 
 
+def job_of(props: pika.BasicProperties | None) -> str | None:
+    """The job a message says it belongs to (``pimq-job``), nothing else
+    checked; None if it says none."""
+    headers = (props.headers if props else None) or {}
+    job = headers.get(H_JOB) if isinstance(headers, dict) else None
+    if isinstance(job, bytes):
+        job = job.decode("utf-8", "replace")
+    return job if isinstance(job, str) else None
+
+
 def _int_header(headers: dict[str, Any], name: str) -> int:
     value = headers.get(name)
     if isinstance(value, bool) or not isinstance(value, int):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pimq import topology
-from pimq.wire import H_JOB
+from pimq.wire import job_of
 
 IDLE_SECONDS = 1.0  # no message for this long: the queue has been read through
 
@@ -54,10 +54,7 @@ class Withdrawal:
 
     def _on_message(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         self.seen += 1
-        job = (props.headers or {}).get(H_JOB) if props else None
-        if isinstance(job, bytes):
-            job = job.decode("utf-8", "replace")
-        if job == self.job:
+        if job_of(props) == self.job:
             ch.basic_ack(method.delivery_tag)
             self.taken += 1
         if self.seen >= self.expected:
