@@ -8,18 +8,15 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
-WORKER = Path(__file__).resolve().parents[2] / "worker"
+REPO = Path(__file__).resolve().parents[2]
+WORKER = REPO / "worker"
+# How the pimq_runtime role builds the wheel it ships.
+BUILD_WHEEL = REPO / "roles" / "pimq_runtime" / "files" / "build_wheel.py"
 
 
 def build(out: Path) -> Path:
-    pytest.importorskip("build")
-    pytest.importorskip("hatchling")
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(out), str(WORKER)],
-        check=True,
-        capture_output=True,
+        [sys.executable, str(BUILD_WHEEL), str(out)], cwd=WORKER, check=True, capture_output=True
     )
     (wheel,) = out.glob("pimq-*.whl")
     return wheel
