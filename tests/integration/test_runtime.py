@@ -7,9 +7,9 @@ import signal
 import time
 
 import pytest
-from helpers import job_id, queue_depth, run_json, shard_lines, wait_until
+from support.helpers import job_id, queue_depth, run_json, shard_lines, wait_until
 
-from pimq import wire
+from pimq.protocol import wire
 
 
 def finish(proc, timeout: float = 120) -> tuple[int, str, str]:

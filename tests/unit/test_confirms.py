@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pika.spec import Basic
 
-from pimq.amqp import Acks, Confirms
+from pimq.protocol.amqp import Acks, Confirms
 
 
 def frame(method):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pimq.jobs import grep, noop, pi, primes, sleep
-from pimq.split import split_lines
+from pimq.jobs.split import split_lines
 
 
 def run_job(module, args, shards):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pimq.pacing import MAX_HELD_BYTES, MAX_PREFETCH, Pace
+from pimq.worker.pacing import MAX_HELD_BYTES, MAX_PREFETCH, Pace
 
 
 def settled(seconds: float, size: int) -> Pace:

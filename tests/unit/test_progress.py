@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 
-from pimq.progress import Progress
+from pimq.client.progress import Progress
 
 
 class FakeTTY(io.StringIO):

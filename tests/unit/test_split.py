@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimq import split
-from pimq.split import WHITESPACE, split_bytes, split_lines, split_range
+from pimq.jobs import split
+from pimq.jobs.split import WHITESPACE, split_bytes, split_lines, split_range
 
 
 def check_pieces(data: bytes, pieces: list[bytes], shards: int, seps: bytes) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pika
 import pytest
 
-from pimq import wire
+from pimq.protocol import wire
 
 
 def props(**headers):

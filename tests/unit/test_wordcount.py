@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimq.jobs import wordcount
-from pimq.split import split_bytes
+from pimq.jobs.split import split_bytes
 
 # Word characters and separators that differ between Python's \w and grep's
 # C.UTF-8 notion of a word (combining marks, superscripts, ...), CRLF, tabs.
@@ -113,12 +113,9 @@ def test_large_generated_text_equals_grep(tmp_path: Path, seed: int) -> None:
     assert sharded_count(data, "more", True, 4) == grep_count(path, "more", True)
 
 
-def test_shakespeare_equals_grep() -> None:
-    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
-    if not path.exists():
-        pytest.skip("shared data not present")
-    data = path.read_bytes()
-    assert sharded_count(data, "more", False, 9) == grep_count(path, "more", False)
+def test_shakespeare_equals_grep(shakespeare: Path) -> None:
+    data = shakespeare.read_bytes()
+    assert sharded_count(data, "more", False, 9) == grep_count(shakespeare, "more", False)
 
 
 def test_top_ranks_by_count_then_word() -> None:

@@ -26,7 +26,7 @@ def _student(args: argparse.Namespace) -> StudentConfig:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pimq.worker import Worker
+    from pimq.worker.daemon import Worker
 
     cfg = load_worker_config(args.config)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(message)s")
@@ -35,7 +35,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pimq.runjob import cmd_run as run
+    from pimq.client.run import run_job
 
     if args.kind in (None, "-h", "--help"):
         print("usage: pimq run KIND [options]   (pimq run KIND --help for its options)\n")
@@ -47,47 +47,47 @@ def cmd_run(args: argparse.Namespace) -> int:
                 help_text = "(cannot be loaded)"
             print(f"  {kind:<12} {help_text}")
         return 0 if args.kind else 2
-    return run(args.kind, args.rest)
+    return run_job(args.kind, args.rest)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pimq.status import status
+    from pimq.client.status import status
 
     return status(_student(args), args.json)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from pimq.labverbs import send
+    from pimq.lab.verbs import send
 
     return send(_student(args), args.queue, args.message)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    from pimq.labverbs import receive
+    from pimq.lab.verbs import receive
 
     return receive(_student(args), args.queue, args.count, args.timeout)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from pimq.labverbs import publish
+    from pimq.lab.verbs import publish
 
     return publish(_student(args), args.exchange, args.message)
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    from pimq.labverbs import subscribe
+    from pimq.lab.verbs import subscribe
 
     return subscribe(_student(args), args.exchange, args.count, args.timeout)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from pimq.labverbs import queue_admin
+    from pimq.lab.verbs import queue_admin
 
     return queue_admin(_student(args), args.action, args.names)
 
 
 def cmd_lab_worker(args: argparse.Namespace) -> int:
-    from pimq.labverbs import lab_worker
+    from pimq.lab.verbs import lab_worker
 
     return lab_worker(
         _student(args),

@@ -39,6 +39,10 @@ class StudentConfig:
     host: str = "localhost"
     port: int = 5672
 
+    def where(self) -> tuple[str, int, str, str]:
+        """(host, port, vhost, user): what error messages name."""
+        return self.host, self.port, self.vhost, self.user
+
 
 def _load_mapping(path: Path) -> dict[str, Any]:
     try:

@@ -58,7 +58,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from pimq.wire import KIND_RE
+from pimq.protocol.wire import KIND_RE
 
 BUILTIN = ("wordcount", "grep", "primes", "pi", "sleep", "noop")
 DEFAULT_JOBS_DIR = "/opt/pimq/jobs"

@@ -6,7 +6,7 @@ import argparse
 import codecs
 import os
 
-from pimq.split import WHITESPACE, FileSlices, split_file
+from pimq.jobs.split import WHITESPACE, FileSlices, split_file
 
 # How much of a file is looked at to tell text from binary.
 SNIFF_BYTES = 64 * 1024
@@ -38,7 +38,7 @@ def check_file(path: str) -> None:
 
 
 def file_shards(path: str, shards: int, separators: bytes = WHITESPACE) -> FileSlices:
-    """The file cut on ``separators`` (:func:`pimq.split.split_file`): pieces are
+    """The file cut on ``separators`` (:func:`pimq.jobs.split.split_file`): pieces are
     read from disk as they are published."""
     try:
         return split_file(path, shards, separators)

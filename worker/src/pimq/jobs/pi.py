@@ -12,7 +12,7 @@ import json
 import random
 from typing import Any
 
-from pimq.split import split_range
+from pimq.jobs.split import split_range
 
 HELP = "estimate pi from --samples random points (seeded, reproducible)"
 

@@ -7,7 +7,7 @@ import json
 from math import isqrt
 from typing import Any
 
-from pimq.split import split_range
+from pimq.jobs.split import split_range
 
 HELP = "count the primes below STOP (from --start, default 0)"
 

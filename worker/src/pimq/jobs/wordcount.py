@@ -1,7 +1,7 @@
 """wordcount: how often one word occurs, or the most frequent words.
 
 A word is a maximal run of word characters as GNU grep defines them in the
-C.UTF-8 locale (see :mod:`pimq.wordchars`), so ``--word W`` counts exactly
+C.UTF-8 locale (see :mod:`pimq.jobs.wordchars`), so ``--word W`` counts exactly
 what ``LC_ALL=C.UTF-8 grep -ow W FILE | wc -l`` counts (``-i`` with
 ``--ignore-case``).
 """
@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from pimq.jobs._text import add_file_argument, check_file, decode, file_shards
-from pimq.wordchars import WORD_CLASS
+from pimq.jobs.wordchars import WORD_CLASS
 
 HELP = "count one word (--word W) or list the --top K words of a text file"
 

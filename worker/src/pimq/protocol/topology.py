@@ -13,7 +13,9 @@ Per vhost:
   ``pimq.result.<job-id>`` with routing key = queue name = ``reply_to``.
 
 Both the worker and the controller declare the shared part idempotently with
-the same arguments (:data:`SHARED`).
+the same arguments (:data:`SHARED`). The fixed message properties live here
+too: shards and dead letters are persistent, results and control broadcasts
+are transient (:data:`RESULT_PROPS`, :data:`CONTROL_PROPS`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pika
+
 TASKS = "pimq.tasks"
 DEAD = "pimq.dead"
 CONTROL = "pimq.control"
 RESULTS = "pimq.results"
 RESULT_PREFIX = "pimq.result."
 CONTROL_PREFIX = "pimq.control."
+
+#: ``delivery_mode`` values.
+TRANSIENT = 1
+PERSISTENT = 2
+
+JSON = "application/json"
+# Results are transient: their confirms need no disk write. If a broker restart
+# loses one, the controller re-publishes every shard it has no result for.
+RESULT_PROPS = pika.BasicProperties(delivery_mode=TRANSIENT, content_type=JSON)
+# A cancel or done broadcast only matters to workers connected now.
+CONTROL_PROPS = pika.BasicProperties(delivery_mode=TRANSIENT, content_type=JSON)
 
 # A job's result queue disappears this long after its controller went away.
 RESULT_QUEUE_EXPIRES_MS = 30 * 60 * 1000
@@ -46,6 +61,10 @@ SHARED: tuple[tuple[str, ...], ...] = (
 
 def result_queue(job_id: str) -> str:
     return RESULT_PREFIX + job_id
+
+
+def is_result_queue(name: str | None) -> bool:
+    return name is not None and name.startswith(RESULT_PREFIX)
 
 
 def control_queue(host: str, pid: int, serial: int) -> str:

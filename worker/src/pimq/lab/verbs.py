@@ -15,12 +15,14 @@ from typing import Any
 import pika
 import pika.exceptions as px
 
-from pimq.amqp import blocking_connect
+from pimq.client.state import jobs_state_dir
 from pimq.config import StudentConfig
 from pimq.errors import BrokerError, UsageError
-from pimq.state import jobs_state_dir
+from pimq.protocol import topology
+from pimq.protocol.session import Session
 
-PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type="text/plain")
+#: the lab's messages: persistent text, as in the RabbitMQ tutorials
+LAB_MESSAGE = pika.BasicProperties(delivery_mode=topology.PERSISTENT, content_type="text/plain")
 
 
 def _out(text: str) -> None:
@@ -39,58 +41,17 @@ def _remember_queue(queue: str) -> None:
         pass
 
 
+def ensure_queue(s: Session, queue: str) -> None:
+    """Declare ``queue`` durable unless it exists; remember it for ``queue list``."""
+    s.ensure_queue(queue)
+    _remember_queue(queue)
+
+
 def remembered_queues() -> list[str]:
     try:
         return (jobs_state_dir().parent / "queues").read_text().split()
     except OSError:
         return []
-
-
-class Session:
-    """A blocking connection plus a channel that is reopened after a 404."""
-
-    def __init__(self, cfg: StudentConfig, name: str) -> None:
-        self.cfg = cfg
-        self.conn = blocking_connect(cfg, name)
-        self.ch = self.conn.channel()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self.conn.is_open:
-                self.conn.close()
-        except px.AMQPError:
-            pass
-
-    def _reopen(self) -> None:
-        self.ch = self.conn.channel()
-
-    def probe_queue(self, queue: str) -> tuple[int, int] | None:
-        """(messages, consumers) of a queue, or None if it does not exist."""
-        try:
-            ok = self.ch.queue_declare(queue=queue, passive=True)
-        except px.ChannelClosedByBroker as exc:
-            self._reopen()
-            if exc.reply_code == 404:
-                return None
-            raise BrokerError(f"queue {queue!r}: {exc.reply_text}") from None
-        return ok.method.message_count, ok.method.consumer_count
-
-    def ensure_queue(self, queue: str) -> None:
-        if self.probe_queue(queue) is None:
-            self.ch.queue_declare(queue=queue, durable=True)
-        _remember_queue(queue)
-
-    def ensure_exchange(self, exchange: str) -> None:
-        try:
-            self.ch.exchange_declare(exchange=exchange, passive=True)
-        except px.ChannelClosedByBroker as exc:
-            self._reopen()
-            if exc.reply_code != 404:
-                raise BrokerError(f"exchange {exchange!r}: {exc.reply_text}") from None
-            self.ch.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True)
 
 
 def _wrap(fn: Any) -> Any:
@@ -110,9 +71,9 @@ def _wrap(fn: Any) -> Any:
 @_wrap
 def send(cfg: StudentConfig, queue: str, message: str) -> int:
     with Session(cfg, "pimq send") as s:
-        s.ensure_queue(queue)
+        ensure_queue(s, queue)
         s.ch.confirm_delivery()
-        s.ch.basic_publish("", queue, message.encode(), PERSISTENT)
+        s.ch.basic_publish("", queue, message.encode(), LAB_MESSAGE)
     _out(f" [x] Sent {message!r} to queue {queue}")
     return 0
 
@@ -134,7 +95,7 @@ def receive(
     cfg: StudentConfig, queue: str, count: int | None = None, timeout: float | None = None
 ) -> int:
     with Session(cfg, "pimq receive") as s:
-        s.ensure_queue(queue)
+        ensure_queue(s, queue)
         if count is None:
             _out(f" [*] Waiting for messages in {queue}. To exit press CTRL+C")
         for method, _props, body in _consume(s, queue, False, count, timeout):
@@ -149,7 +110,7 @@ def publish(cfg: StudentConfig, exchange: str, message: str) -> int:
     with Session(cfg, "pimq publish") as s:
         s.ensure_exchange(exchange)
         s.ch.confirm_delivery()
-        s.ch.basic_publish(exchange, "", message.encode(), PERSISTENT)
+        s.ch.basic_publish(exchange, "", message.encode(), LAB_MESSAGE)
     _out(f" [x] Published {message!r} to exchange {exchange}")
     return 0
 
@@ -173,7 +134,7 @@ def subscribe(
 def queue_admin(cfg: StudentConfig, action: str, names: list[str]) -> int:
     with Session(cfg, f"pimq queue {action}") as s:
         if action == "list":
-            names = names or ["pimq.tasks", "pimq.dead", *remembered_queues()]
+            names = names or [topology.TASKS, topology.DEAD, *remembered_queues()]
             _out(f"{'queue':<40} {'messages':>9} {'consumers':>9}")
             for name in dict.fromkeys(names):
                 found = s.probe_queue(name)
@@ -216,7 +177,7 @@ def lab_worker(
     received = done = 0
     while count is None or done < count:
         with Session(cfg, "pimq lab-worker") as s:
-            s.ensure_queue(queue)
+            ensure_queue(s, queue)
             if prefetch:
                 s.ch.basic_qos(prefetch_count=prefetch)
             mode = "manual acks" if acknowledge else "auto-ack"

@@ -35,6 +35,8 @@ from typing import Any
 
 import pika
 
+from pimq.protocol.topology import PERSISTENT, is_result_queue
+
 H_JOB = "pimq-job"
 H_INDEX = "pimq-index"
 H_COUNT = "pimq-count"
@@ -47,7 +49,6 @@ H_WORKER = "pimq-worker"
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 JOB_RE = re.compile(r"^[0-9a-f]{8,64}$")
-PERSISTENT = 2
 
 
 class BadMessage(Exception):
@@ -169,7 +170,7 @@ def parse_shard(props: pika.BasicProperties | None, body: bytes) -> Shard:
     if not isinstance(params, dict):
         raise BadMessage(f"header {H_PARAMS} is not a JSON object")
     reply_to = props.reply_to if props else None
-    if not reply_to or not reply_to.startswith("pimq.result."):
+    if not is_result_queue(reply_to):
         raise BadMessage("reply_to missing or not a pimq.result.* queue")
     if not isinstance(body, bytes):
         raise BadMessage("body is not bytes")

@@ -8,9 +8,10 @@ import time
 import traceback
 
 from pimq import jobs
-from pimq.wire import shard_result
+from pimq.protocol.wire import shard_result
 
-Outcome = tuple[bool, float, bytes, str]
+#: (ok, seconds, the shard's result entry, traceback text)
+ShardOutcome = tuple[bool, float, bytes, str]
 
 
 def child_init() -> None:
@@ -19,9 +20,9 @@ def child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def execute(kind: str, body: bytes, params_json: str, index: int) -> Outcome:
+def execute(kind: str, body: bytes, params_json: str, index: int) -> ShardOutcome:
     """Run one shard: (ok, seconds, its result entry, traceback text). The entry
-    (:func:`pimq.wire.shard_result`) is encoded here, off the I/O thread."""
+    (:func:`pimq.protocol.wire.shard_result`) is encoded here, off the I/O thread."""
     start = time.perf_counter()
     try:
         value = jobs.load(kind).run(body, json.loads(params_json))
@@ -29,8 +30,3 @@ def execute(kind: str, body: bytes, params_json: str, index: int) -> Outcome:
         return True, seconds, shard_result(index, True, value, seconds), ""
     except Exception:
         return False, time.perf_counter() - start, b"", traceback.format_exc()
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "unknown error"

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pimq import topology
-from pimq.wire import job_of
+from pimq.protocol import topology
+from pimq.protocol.wire import job_of
 
 IDLE_SECONDS = 1.0  # no message for this long: the queue has been read through
 

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pimq import jobs
+from pimq.client.controller import Controller, JobOutcome
+from pimq.client.state import track_job, untrack_job
 from pimq.config import load_student_config, student_config_path
-from pimq.controller import Controller, Outcome
 from pimq.errors import UsageError
-from pimq.state import track_job, untrack_job
 
 # More shards than this only adds overhead (and takes minutes to publish).
 MAX_SHARDS = 10_000
@@ -48,7 +48,7 @@ def load_kind(kind: str) -> Any:
         ) from None
 
 
-def summary(kind: str, job_params: dict, outcome: Outcome, result: Any) -> dict[str, Any]:
+def summary(kind: str, job_params: dict, outcome: JobOutcome, result: Any) -> dict[str, Any]:
     return {
         "job": outcome.job,
         "kind": kind,
@@ -63,7 +63,8 @@ def summary(kind: str, job_params: dict, outcome: Outcome, result: Any) -> dict[
     }
 
 
-def cmd_run(kind: str, rest: list[str]) -> int:
+def run_job(kind: str, rest: list[str]) -> int:
+    """``pimq run KIND REST...``: the exit code."""
     module = load_kind(kind)
     args = kind_parser(kind, module).parse_args(rest)
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from pimq import topology
+from pimq.client.state import tracked_jobs
 from pimq.config import StudentConfig
-from pimq.labverbs import Session
-from pimq.state import tracked_jobs
+from pimq.protocol import topology
+from pimq.protocol.session import Session
 
 
 def status(cfg: StudentConfig, as_json: bool = False) -> int:

@@ -18,23 +18,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pika
 import pika.exceptions as px
 from pika.adapters.select_connection import IOLoop
 
-from pimq import amqp, topology
+from pimq.client.progress import Progress
+from pimq.client.withdraw import Withdrawal
 from pimq.config import StudentConfig
 from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError, UsageError
-from pimq.progress import Progress
-from pimq.wire import BadMessage, Result, decode_results, encode_cancel, shard_properties
-from pimq.withdraw import Withdrawal
+from pimq.protocol import amqp, topology
+from pimq.protocol.link import Backoff, Link
+from pimq.protocol.wire import BadMessage, Result, decode_results, encode_cancel, shard_properties
 
 RECONNECT_WINDOW = 120.0
 # Shards are framed and handed to the socket in slices: the broker reads one
 # slice while the next is framed, and Ctrl-C is seen between slices.
 SLICE_BYTES = 1 << 20
 SLICE_SHARDS = 256
-CONTROL_PROPS = pika.BasicProperties(delivery_mode=1, content_type="application/json")
 
 
 def new_job_id() -> str:
@@ -47,7 +46,7 @@ def missing_list(missing: list[int], limit: int = 20) -> str:
 
 
 @dataclass
-class Outcome:
+class JobOutcome:
     job: str
     results: dict[int, Result]
     wall: float
@@ -66,8 +65,10 @@ class Outcome:
         return self.compute / self.wall if self.wall > 0 else 0.0
 
 
-class Controller:
-    """Run one job to completion; :meth:`run` returns an :class:`Outcome`."""
+class Controller(Link):
+    """Run one job to completion; :meth:`run` returns a :class:`JobOutcome`."""
+
+    connection_name = "pimq run"
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class Controller:
         progress: bool = True,
         job: str | None = None,
     ) -> None:
+        super().__init__(IOLoop(), amqp.student_parameters(cfg, self.connection_name), cfg.where())
         self.cfg = cfg
         self.kind = kind
         self.params_json = params_json
@@ -86,32 +88,28 @@ class Controller:
         self.timeout = timeout
         self.job = job or new_job_id()
         self.queue = topology.result_queue(self.job)
-        self.ioloop = IOLoop()
-        self.conn: Any = None
-        self.channel: Any = None
         self.bodies: Sequence[bytes] | None = None
         self.to_publish: Iterator[int] = iter(())
         self.results: dict[int, Result] = {}
         self.duplicates = 0
         self.confirmed: set[int] = set()
-        self.confirms = amqp.Confirms()
         self.ack_tag: int | None = None
         self.error: PimqError | None = None
         self.finishing = False
         self.connected_once = False
         self.lost_since: float | None = None
-        self.backoff = 0.5
+        self.backoff = Backoff(0.5, 8.0)
         self.interrupts = 0
         self.start = 0.0
         self.want_progress = progress
         self.progress: Progress | None = None
 
     # -- public ------------------------------------------------------------
-    def run(self) -> Outcome:
+    def run(self) -> JobOutcome:
         self.start = time.monotonic()
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            self._connect()
+            self.connect()
             self.ioloop.call_later(0.1, self._tick)
             if self.timeout:
                 self.ioloop.call_later(self.timeout, self._on_timeout)
@@ -129,38 +127,20 @@ class Controller:
         wall = time.monotonic() - self.start
         count = len(self.bodies or [])
         per_worker = Counter(r.worker for r in self.results.values())
-        return Outcome(self.job, self.results, wall, count, dict(per_worker), self.duplicates)
+        return JobOutcome(self.job, self.results, wall, count, dict(per_worker), self.duplicates)
 
     @property
     def count(self) -> int:
         return len(self.bodies) if self.bodies is not None else 0
 
-    # -- connection ----------------------------------------------------------
-    def _connect(self) -> None:
-        self.conn = pika.SelectConnection(
-            parameters=amqp.student_parameters(self.cfg, "pimq run"),
-            on_open_callback=self._on_open,
-            on_open_error_callback=self._on_open_error,
-            on_close_callback=self._on_closed,
-            custom_ioloop=self.ioloop,
-        )
-
-    def _describe(self, exc: BaseException | None) -> str:
-        c = self.cfg
-        return amqp.describe(exc, c.host, c.port, c.vhost, c.user)
-
-    def _on_open_error(self, conn: Any, exc: BaseException) -> None:
-        if not self.connected_once or self.finishing:
-            self._fail(BrokerError(self._describe(exc)), stop_now=True)
-            return
-        self._schedule_reconnect(self._describe(exc))
-
-    def _on_closed(self, conn: Any, exc: BaseException) -> None:
-        self.channel = None
+    # -- connection (the life cycle is :class:`pimq.protocol.link.Link`'s) ----
+    def on_down(self, why: str, was_open: bool) -> None:
         if self.finishing:
             self.ioloop.stop()
-            return
-        self._schedule_reconnect(self._describe(exc))
+        elif not self.connected_once and not was_open:
+            self._fail(BrokerError(why), stop_now=True)
+        else:
+            self._schedule_reconnect(why)
 
     def _schedule_reconnect(self, why: str) -> None:
         now = time.monotonic()
@@ -170,27 +150,16 @@ class Controller:
         if now - self.lost_since > RECONNECT_WINDOW:
             self._fail(BrokerError(why), stop_now=True)
             return
-        self.ioloop.call_later(self.backoff, self._connect)
-        self.backoff = min(self.backoff * 2, 8.0)
+        self.ioloop.call_later(self.backoff.next(), self.connect)
 
-    def _on_open(self, conn: Any) -> None:
-        conn.channel(on_open_callback=self._on_channel)
-
-    def _on_channel(self, channel: Any) -> None:
-        self.channel = channel
-        self.confirms.reset()
-        channel.add_on_close_callback(self._on_channel_closed)
-        channel.confirm_delivery(self.confirms.on_frame)
-        topology.declare_shared(channel, on_done=self._declare_results)
-
-    def _on_channel_closed(self, channel: Any, exc: BaseException) -> None:
-        if channel is not self.channel:
-            return
-        self.channel = None
+    def on_channel_closed(self, exc: BaseException) -> None:
         if isinstance(exc, px.ChannelClosedByBroker):
             self._fail(BrokerError(f"the broker refused: {exc.reply_text}"), stop_now=True)
-        elif self.conn is not None and self.conn.is_open:
-            self.conn.close()
+        else:
+            self.close()
+
+    def on_ready(self, channel: Any) -> None:
+        self._declare_results()
 
     def _declare_results(self) -> None:
         ch = self.channel
@@ -200,13 +169,13 @@ class Controller:
         ch.queue_bind(queue=self.queue, exchange=topology.RESULTS, routing_key=self.queue)
         ch.basic_qos(prefetch_count=1000)
         ch.basic_consume(queue=self.queue, on_message_callback=self._on_result)
-        ch.queue_declare(queue=topology.TASKS, durable=True, callback=self._on_ready)
+        ch.queue_declare(queue=topology.TASKS, durable=True, callback=self._on_tasks_declared)
 
-    def _on_ready(self, frame: Any) -> None:
+    def _on_tasks_declared(self, frame: Any) -> None:
         if self.lost_since is not None:
             self._say("pimq: reconnected")
         self.lost_since = None
-        self.backoff = 0.5
+        self.backoff.reset()
         if self.bodies is not None:
             # Results are transient (fast confirms): a broker restart may have
             # lost some, so every shard without a result goes out again.
@@ -249,7 +218,7 @@ class Controller:
                 self.ioloop.call_later(0, lambda: self._publish_slice(ch))
                 return
 
-    def _on_confirm(self, index: int, ok: bool) -> None:
+    def _on_shard_confirm(self, index: int, ok: bool) -> None:
         if ok:
             self.confirmed.add(index)
             return
@@ -275,7 +244,7 @@ class Controller:
             self.job, index, self.count, self.kind, self.params_json, self.queue
         )
         ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
-        self.confirms.published(lambda ok, i=index: self._on_confirm(i, ok))
+        self.confirms.published(lambda ok, i=index: self._on_shard_confirm(i, ok))
 
     # -- gathering -----------------------------------------------------------
     def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
@@ -374,8 +343,7 @@ class Controller:
         # Tell the workers the job is over: they drop whatever of it is left
         # (the rest of a cancelled job, or duplicates after a reconnect).
         reason = "cancelled" if cancel else "done"
-        ch.basic_publish(topology.CONTROL, "", encode_cancel(self.job, reason), CONTROL_PROPS)
-        self.confirms.published(None)
+        self.publish(topology.CONTROL, "", encode_cancel(self.job, reason), topology.CONTROL_PROPS)
         if cancel:  # once every shard published is in the queue (confirmed), look
             self.confirms.when_drained(
                 lambda: ch.queue_declare(
@@ -387,7 +355,7 @@ class Controller:
 
     def _on_tasks_looked(self, frame: Any) -> None:
         """Cancelled: with no worker serving the vhost, nobody would drop the
-        job's shards, so take them back (:mod:`pimq.withdraw`)."""
+        job's shards, so take them back (:mod:`pimq.client.withdraw`)."""
         ch, m = self.channel, frame.method
         if m.consumer_count or not m.message_count:
             self._close(ch)

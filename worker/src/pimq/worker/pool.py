@@ -16,9 +16,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
-from pimq.execute import Outcome, child_init, execute
+from pimq.worker.execute import ShardOutcome, child_init, execute
 
-log = logging.getLogger("pimq.worker")
+log = logging.getLogger(__name__)
 
 READ = 0x0001  # pika's select_connection READ event
 # Bodies this big cross the pipe as raw bytes after the pickled batch (no pickle
@@ -65,7 +65,7 @@ class Child:
 
 class ShardPool:
     def __init__(
-        self, size: int, ioloop: Any, on_results: Callable[[list[Any], list[Outcome]], None]
+        self, size: int, ioloop: Any, on_results: Callable[[list[Any], list[ShardOutcome]], None]
     ) -> None:
         self.size = size
         self.ioloop = ioloop
@@ -146,7 +146,7 @@ class ShardPool:
         log.error("a shard process died (exit code %s); starting a new one", code)
         self._spawn()
         if tokens:
-            died: Outcome = (False, 0.0, b"", f"shard process died (exit code {code})")
+            died: ShardOutcome = (False, 0.0, b"", f"shard process died (exit code {code})")
             self.on_results(tokens, [died] * len(tokens))
 
     def shutdown(self, force: bool = False) -> None:

@@ -1,0 +1,158 @@
+"""The worker's logic against the in-process broker (``support.fake_amqp``):
+fair scheduling across vhosts, batching, coalesced acks, retry and
+dead-lettering, and what happens when a confirm is refused or a channel
+closes between a result's publish and the shard's ack. Milliseconds each;
+the same paths against a real RabbitMQ are in tests/integration/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.fake_amqp import WORKER, Room, make_room, queue_shards, start_worker
+
+from pimq.protocol import topology
+from pimq.protocol.wire import H_ATTEMPT, H_REASON, H_TRACEBACK
+from pimq.worker.daemon import Worker
+from pimq.worker.retry import MAX_ATTEMPTS
+
+
+@pytest.fixture
+def room(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Room:
+    return make_room(monkeypatch, tmp_path)
+
+
+def results(room: Room, vhost: str, queue: str) -> list[dict]:
+    """Every shard entry of every result message in ``queue``."""
+    entries = []
+    for msg in room.broker.queue(vhost, queue).messages:
+        entries.extend(json.loads(msg.body)["results"])
+    return entries
+
+
+def settled(room: Room, worker: Worker) -> bool:
+    """No shard waits, runs or is held unacked anywhere."""
+    held = sum(len(ch.unacked) for ch in room.broker.channels(WORKER[0], "s1"))
+    held += sum(len(ch.unacked) for ch in room.broker.channels(WORKER[0], "s2"))
+    tasks = room.broker.depth("s1", topology.TASKS) + room.broker.depth("s2", topology.TASKS)
+    return tasks == 0 and held == 0 and worker.pool.busy == 0
+
+
+def test_vhosts_share_the_pool_in_turn(room):
+    worker = start_worker(room, ("s1", "s2"))
+    queue_shards(room, "s1", "a1" * 8, "square", [b"1"] * 8)  # s1 queues first
+    queue_shards(room, "s2", "b2" * 8, "square", [b"2"] * 8)
+    room.loop.run(lambda: settled(room, worker), seconds=60)
+    order = [vhost for vhost, _job, _i in worker.pool.order]
+    assert sorted(order) == ["s1"] * 8 + ["s2"] * 8
+    # s1's first shard starts alone (s2's have not arrived yet); from then on
+    # the one process alternates between the two students while both wait.
+    assert order[1:15] == ["s1", "s2"] * 7, order
+
+
+def test_quick_shards_travel_in_batches_and_acks_are_coalesced(room):
+    worker = start_worker(room, ("s1",), processes=2)
+    queue = queue_shards(room, "s1", "c3" * 8, "square", [str(i).encode() for i in range(300)])
+    room.loop.run(lambda: settled(room, worker), seconds=60)
+    entries = results(room, "s1", queue)
+    assert sorted(e["index"] for e in entries) == list(range(300))
+    assert all(e["ok"] and e["value"] == e["index"] ** 2 for e in entries)
+    messages = len(room.broker.queue("s1", queue).messages)
+    assert messages < 300 and max(worker.pool.batches) > 1  # batched once the pace is quick
+    assert len(room.broker.acks) < 300  # one ack settles many shards
+    assert any(multiple for _tag, multiple in room.broker.acks)
+
+
+def test_a_failing_shard_is_retried_then_dead_lettered_with_its_traceback(room):
+    worker = start_worker(room, ("s1",))
+    queue = queue_shards(room, "s1", "d4" * 8, "boom", [b"7"])
+    room.loop.run(lambda: settled(room, worker) and results(room, "s1", queue), seconds=60)
+    retries = [
+        m.properties.headers[H_ATTEMPT]
+        for v, m in room.broker.published
+        if m.exchange == topology.TASKS and v == "s1"
+    ]
+    assert retries == list(range(1, MAX_ATTEMPTS))
+    assert len(worker.pool.order) == MAX_ATTEMPTS
+    (dead,) = room.broker.queue("s1", topology.DEAD).messages
+    assert dead.body == b"7"
+    assert dead.properties.headers[H_REASON] == (
+        f"job raised on all {MAX_ATTEMPTS} attempts: ValueError: bad shard 7"
+    )
+    assert "raise ValueError" in dead.properties.headers[H_TRACEBACK]
+    (failure,) = results(room, "s1", queue)
+    assert failure["index"] == 0 and not failure["ok"] and "bad shard 7" in failure["error"]
+
+
+def test_a_message_that_is_no_shard_is_dead_lettered_and_the_worker_goes_on(room):
+    worker = start_worker(room, ("s1",))
+    room.broker.put("s1", topology.TASKS, topology.TASKS, b"junk", None)
+    queue = queue_shards(room, "s1", "e5" * 8, "square", [b"3"])
+    room.loop.run(lambda: settled(room, worker) and results(room, "s1", queue), seconds=60)
+    (dead,) = room.broker.queue("s1", topology.DEAD).messages
+    assert dead.body == b"junk"
+    assert dead.properties.headers[H_REASON].startswith("unparsable message: header pimq-job")
+    assert [e["value"] for e in results(room, "s1", queue)] == [9]
+
+
+def test_a_refused_result_confirm_gives_the_shard_back_instead_of_acking_it(room):
+    refused: list[bytes] = []
+
+    def refuse_first_result(ch, exchange, routing_key, body):
+        if exchange == topology.RESULTS and not refused:
+            refused.append(body)
+            return False
+        return True
+
+    room.broker.confirm_rule = refuse_first_result
+    worker = start_worker(room, ("s1",))
+    queue = queue_shards(room, "s1", "f6" * 8, "square", [b"4"])
+    room.loop.run(lambda: settled(room, worker) and results(room, "s1", queue), seconds=60)
+    assert refused, "the rule never refused a result"
+    assert [i for _v, _j, i in worker.pool.order] == [0, 0]  # ran again after the nack
+    assert [e["value"] for e in results(room, "s1", queue)] == [16]
+
+
+def test_a_channel_closed_between_result_and_ack_redelivers_the_shard(room):
+    broken: list[int] = []
+
+    def close_after_first_result(ch, exchange, routing_key, body):
+        if exchange == topology.RESULTS and not broken:
+            broken.append(1)
+            room.loop.call_later(0, ch.fail)  # before the confirm and the ack
+        return True
+
+    room.broker.confirm_rule = close_after_first_result
+    worker = start_worker(room, ("s1",))
+    queue = queue_shards(room, "s1", "a7" * 8, "square", [b"5"])
+    room.loop.run(
+        lambda: settled(room, worker) and len(results(room, "s1", queue)) == 2, seconds=60
+    )
+    link = worker.links[0]
+    assert link.generation == 2  # it reconnected
+    assert [i for _v, _j, i in worker.pool.order] == [0, 0]
+    # The shard was never acked before its result was confirmed: it came back,
+    # so the controller sees the result twice and keeps one (test_fake_controller).
+    assert [e["value"] for e in results(room, "s1", queue)] == [25, 25]
+
+
+def test_a_cancelled_job_is_dropped_from_what_waits(room):
+    worker = start_worker(room, ("s1",))
+    worker.pool.size = 0  # nothing runs: everything waits locally
+    queue_shards(room, "s1", "b8" * 8, "square", [b"1"] * 5)
+    room.loop.run(lambda: len(worker.links[0].pending) == 2, seconds=5)
+    room.broker.put(
+        "s1", topology.CONTROL, "", b'{"cancel": "' + b"b8" * 8 + b'"}', topology.CONTROL_PROPS
+    )
+    worker.pool.size = 1
+    room.loop.run(lambda: settled(room, worker), seconds=60)
+    assert worker.pool.order == []  # not one shard of the cancelled job ran
+
+
+def test_quick_shards_deepen_the_prefetch_window(room):
+    worker = start_worker(room, ("s1",))
+    assert worker.links[0].prefetch == 2  # the floor, before any shard ran
+    queue_shards(room, "s1", "c9" * 8, "square", [b"1"] * 40)
+    room.loop.run(lambda: settled(room, worker), seconds=600)
+    assert worker.links[0].prefetch > 2

@@ -1,0 +1,286 @@
+"""One student vhost as the worker sees it: a :class:`~pimq.protocol.link.Link`
+that consumes ``pimq.tasks`` and the control broadcasts, keeps the deliveries
+waiting for a pool process, and publishes what became of each shard.
+
+A finished shard's result is published with a publisher confirm and the shard
+is acked when that confirm arrives; quick shards' results travel one message
+per job per batch, and acks are coalesced per I/O round
+(:class:`pimq.protocol.amqp.Acks`). Failures: :mod:`pimq.worker.retry`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pika
+
+from pimq import jobs
+from pimq.protocol import amqp, topology
+from pimq.protocol.link import Backoff, Link
+from pimq.protocol.wire import BadMessage, Shard, decode_control, encode_results, parse_shard
+from pimq.worker import retry
+from pimq.worker.execute import ShardOutcome
+from pimq.worker.pacing import Pace
+
+if TYPE_CHECKING:
+    from pimq.worker.daemon import Worker
+
+log = logging.getLogger(__name__)
+
+CANCEL_MEMORY = 10000  # ended jobs remembered per vhost
+
+
+@dataclass
+class Delivery:
+    link: VhostLink
+    generation: int
+    tag: int
+    props: pika.BasicProperties
+    shard: Shard
+
+
+class VhostLink(Link):
+    """The connection, channel and local queue of one student vhost."""
+
+    connection_name = "pimq-worker"
+
+    def __init__(self, worker: Worker, vhost: str) -> None:
+        cfg = worker.cfg
+        params = amqp.parameters(
+            cfg.host, cfg.port, vhost, cfg.user, cfg.password, cfg.heartbeat, "pimq-worker"
+        )
+        super().__init__(worker.ioloop, params, (cfg.host, cfg.port, vhost, cfg.user))
+        self.worker = worker
+        self.worker_name = worker.name
+        self.vhost = vhost
+        self.pending: deque[Delivery] = deque()
+        self.in_ready = False
+        self.acks = amqp.Acks()
+        self.flush_due = False
+        # Jittered by pid so that a room's workers do not all come back at once.
+        self.backoff = Backoff(1.0, 30.0)
+        self.jitter = 0.75 + 0.5 * (os.getpid() % 7) / 7
+        self.retry_timer: Any = None
+        self.consumer_tag: str | None = None
+        self.cancelled: dict[str, None] = {}  # insertion-ordered set
+        self.closed = True
+        self.pace = Pace()
+        self.prefetch = 0
+
+    # -- connection life cycle -------------------------------------------
+    def connect(self) -> None:
+        self.retry_timer = None
+        if self.worker.stopping:
+            return
+        self.closed = False
+        super().connect()
+
+    def on_down(self, why: str, was_open: bool) -> None:
+        self.consumer_tag = None
+        self.closed = True
+        self.pending.clear()  # unacked: the broker redelivers them
+        self.acks.reset()
+        if self.worker.stopping:
+            log.info("vhost %s: disconnected", self.vhost)
+            self.worker.link_closed()
+            return
+        delay = self.backoff.next() * self.jitter
+        log.warning("vhost %s: %s; reconnecting in %.1f s", self.vhost, why, delay)
+        self.retry_timer = self.worker.ioloop.call_later(delay, self.connect)
+
+    def on_channel_closed(self, exc: BaseException) -> None:
+        if not self.worker.stopping:
+            log.warning("vhost %s: channel closed: %s", self.vhost, exc)
+        super().on_channel_closed(exc)
+
+    def on_ready(self, channel: Any) -> None:
+        if self.worker.stopping:
+            self.close()
+            return
+        self.acks.reset()
+        name = topology.control_queue(socket.gethostname(), os.getpid(), self.generation)
+        channel.queue_declare(queue=name, exclusive=True, auto_delete=True)
+        channel.queue_bind(queue=name, exchange=topology.CONTROL, routing_key="")
+        self.prefetch = self.worker.prefetch_for(self.pace)
+        channel.basic_qos(prefetch_count=self.prefetch, global_qos=True)
+        channel.basic_consume(queue=name, on_message_callback=self._on_control, auto_ack=True)
+        self.consumer_tag = channel.basic_consume(
+            queue=topology.TASKS, on_message_callback=self._on_task, callback=self._on_consuming
+        )
+
+    def _on_consuming(self, _frame: Any) -> None:
+        self.backoff.reset()
+        cfg = self.worker.cfg
+        log.info(
+            "vhost %s: connected to %s:%s, consuming %s",
+            self.vhost,
+            cfg.host,
+            cfg.port,
+            topology.TASKS,
+        )
+
+    def stop_consuming(self) -> None:
+        """Take no more work; give back what waits locally."""
+        if self.retry_timer is not None:
+            self.worker.ioloop.remove_timeout(self.retry_timer)
+            self.retry_timer = None
+        ch = self.channel
+        if ch is not None and ch.is_open:
+            if self.consumer_tag:
+                ch.basic_cancel(self.consumer_tag)
+            for d in self.pending:
+                self.acks.nack(ch, d.tag)
+        self.pending.clear()
+
+    def busy(self) -> bool:
+        return bool(self.confirms) or bool(self.acks)
+
+    def close(self) -> None:
+        if self.conn is not None and self.conn.is_open:
+            self.conn.close()
+        elif self.conn is None or self.conn.is_closed:
+            self.closed = True
+            self.worker.link_closed()
+
+    def on_confirm_frame(self) -> None:
+        if self.worker.stopping:
+            self.worker.check_drained()
+
+    # -- acknowledgements ------------------------------------------------
+    def settle(self, generation: int, tags: list[int], ok: bool) -> None:
+        """Ack deliveries (or give them back if our publish was refused)."""
+        ch = self.channel
+        if generation != self.generation or ch is None or not ch.is_open:
+            return
+        for tag in tags:
+            if ok:
+                self.acks.ack(tag)
+            else:
+                self.acks.nack(ch, tag)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if not self.flush_due:
+            self.flush_due = True
+            self.worker.ioloop.call_later(0, self._flush)
+
+    def _flush(self) -> None:
+        self.flush_due = False
+        ch = self.channel
+        if ch is not None and ch.is_open:
+            self.acks.flush(ch)
+        if self.worker.stopping:
+            self.worker.check_drained()
+
+    # -- incoming messages -----------------------------------------------
+    def _on_task(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        tag = method.delivery_tag
+        self.acks.received(tag)
+        if self.worker.stopping:
+            self.acks.nack(ch, tag)
+            return
+        try:
+            shard = parse_shard(props, body)
+        except BadMessage as exc:
+            retry.dead_letter(self, tag, props, body, f"unparsable message: {exc}")
+            return
+        if shard.job in self.cancelled:
+            self.settle(self.generation, [tag], True)
+            return
+        if not jobs.exists(shard.kind):
+            reason = f"unknown job kind {shard.kind!r} on worker {self.worker_name}"
+            retry.dead_letter(self, tag, props, body, reason, shard=shard)
+            return
+        self.pending.append(Delivery(self, self.generation, tag, props, shard))
+        self.worker.enqueue(self)
+
+    def _on_control(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        control = decode_control(body)
+        if control is None:
+            return
+        job, reason = control
+        self.cancelled[job] = None
+        while len(self.cancelled) > CANCEL_MEMORY:
+            del self.cancelled[next(iter(self.cancelled))]
+        keep: deque[Delivery] = deque()
+        dropped: list[int] = []
+        for d in self.pending:
+            if d.shard.job == job:
+                dropped.append(d.tag)
+            else:
+                keep.append(d)
+        self.pending = keep
+        self.settle(self.generation, dropped, True)
+        if reason != "done" or dropped:
+            log.info(
+                "vhost %s: job %s %s, dropped %d queued shard(s)",
+                self.vhost,
+                job,
+                reason,
+                len(dropped),
+            )
+
+    # -- outcome of a shard (on the I/O thread) --------------------------
+    def _adapt_prefetch(self, seconds: float, size: int) -> None:
+        """Quick shards need a deeper pipeline than slow ones (:mod:`pimq.worker.pacing`)."""
+        self.pace.observe(seconds, size)
+        wanted = self.worker.prefetch_for(self.pace)
+        if wanted != self.prefetch and self.channel is not None:
+            self.prefetch = wanted
+            self.channel.basic_qos(prefetch_count=wanted, global_qos=True)
+
+    def finish(self, done: list[tuple[Delivery, ShardOutcome]]) -> None:
+        """Publish the results of shards that ran (one message per job), retry
+        or dead-letter the ones that raised."""
+        batches: dict[tuple[str, str], list[tuple[Delivery, float, bytes]]] = {}
+        for d, (ok, seconds, entry, tb) in done:
+            shard = d.shard
+            if d.generation != self.generation or self.channel is None:
+                log.info(
+                    "vhost %s: job %s shard %d/%d done after the connection was lost; "
+                    "the broker redelivers it",
+                    self.vhost,
+                    shard.job,
+                    shard.index + 1,
+                    shard.count,
+                )
+            elif shard.job in self.cancelled:
+                self.settle(d.generation, [d.tag], True)
+            elif ok:
+                self._adapt_prefetch(seconds, len(shard.body))
+                batches.setdefault((shard.job, shard.reply_to), []).append((d, seconds, entry))
+            else:
+                self._adapt_prefetch(seconds, len(shard.body))
+                retry.retry_or_dead_letter(self, d.tag, d.generation, d.props, shard, tb)
+        generation = self.generation
+        for (job, reply_to), batch in batches.items():
+            if self.worker.log_shards:
+                self._log_batch(batch)
+            body = encode_results(job, self.worker_name, [entry for _d, _s, entry in batch])
+            tags = [d.tag for d, _s, _e in batch]
+            self.publish(
+                topology.RESULTS,
+                reply_to,
+                body,
+                topology.RESULT_PROPS,
+                lambda confirmed, tags=tags: self.settle(generation, tags, confirmed),
+            )
+
+    def _log_batch(self, batch: list[tuple[Delivery, float, bytes]]) -> None:
+        shard = batch[0][0].shard
+        which = ",".join(str(d.shard.index + 1) for d, _s, _e in batch)
+        log.info(
+            "job %s shard%s %s/%d %s vhost %s %.3f s",
+            shard.job,
+            "s" if len(batch) > 1 else "",
+            which,
+            shard.count,
+            shard.kind,
+            self.vhost,
+            sum(seconds for _d, seconds, _e in batch),
+        )
