@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Debian's useradd accepts more, but a classroom name must also be a safe
 # RabbitMQ vhost/user name, a directory name and a YAML scalar: keep it tame.
@@ -23,61 +25,78 @@ SSH_KEY_RE = re.compile(
 )
 
 
-def roster_errors(roster, reserved=(), allow_empty=False):
+def roster_errors(
+    roster: Any, reserved: Iterable[Any] = (), allow_empty: bool = False
+) -> list[str]:
     """Return one human-readable line per problem in ``roster`` (empty: valid)."""
     if roster is None:
         roster = []
     if not isinstance(roster, list):
-        return ["pimq_students must be a list of {name, full_name, ssh_key, state} "
-                "mappings, got %s" % type(roster).__name__]
-    errors = []
+        return [
+            "pimq_students must be a list of {name, full_name, ssh_key, state} "
+            f"mappings, got {type(roster).__name__}"
+        ]
+    errors: list[str] = []
     if not roster and not allow_empty:
-        errors.append("pimq_students is empty: no student would be provisioned "
-                      "(set pimq_allow_empty_roster: true if that is what you want)")
+        errors.append(
+            "pimq_students is empty: no student would be provisioned "
+            "(set pimq_allow_empty_roster: true if that is what you want)"
+        )
     reserved = {str(r) for r in (reserved or ())}
-    seen = {}
+    seen: dict[str, int] = {}
     for index, entry in enumerate(roster):
-        where = "entry #%d" % (index + 1)
+        where = f"entry #{index + 1}"
         if not isinstance(entry, dict):
-            errors.append("%s: must be a mapping with at least 'name', got %r" % (where, entry))
+            errors.append(f"{where}: must be a mapping with at least 'name', got {entry!r}")
             continue
         name = entry.get("name")
         if name is not None:
-            where = "entry #%d (%s)" % (index + 1, name)
+            where = f"entry #{index + 1} ({name})"
         unknown = sorted(str(k) for k in entry if k not in ALLOWED_KEYS)
         if unknown:
-            errors.append("%s: unknown key(s) %s; allowed: %s"
-                          % (where, ", ".join(unknown), ", ".join(sorted(ALLOWED_KEYS))))
+            errors.append(
+                f"{where}: unknown key(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(ALLOWED_KEYS))}"
+            )
         if name is None or name == "":
-            errors.append("%s: missing 'name'" % where)
+            errors.append(f"{where}: missing 'name'")
         elif not isinstance(name, str) or not NAME_RE.match(name):
-            errors.append("%s: name %r is not a valid Linux user name "
-                          "(lower-case letter or _, then up to 31 of a-z 0-9 _ -)" % (where, name))
+            errors.append(
+                f"{where}: name {name!r} is not a valid Linux user name "
+                "(lower-case letter or _, then up to 31 of a-z 0-9 _ -)"
+            )
         elif name in reserved:
-            errors.append("%s: name %r is reserved (system or pimq account)" % (where, name))
+            errors.append(f"{where}: name {name!r} is reserved (system or pimq account)")
         elif name in seen:
-            errors.append("%s: duplicate name %r (first at entry #%d)" % (where, name, seen[name]))
+            errors.append(f"{where}: duplicate name {name!r} (first at entry #{seen[name]})")
         if isinstance(name, str) and name not in seen:
             seen[name] = index + 1
         state = entry.get("state", "present")
         if state not in STATES:
-            errors.append("%s: state %r must be one of %s" % (where, state, ", ".join(STATES)))
+            errors.append(f"{where}: state {state!r} must be one of {', '.join(STATES)}")
         full_name = entry.get("full_name")
-        if full_name is not None and (not isinstance(full_name, str)
-                                      or any(c in full_name for c in ":,\n\r")):
-            errors.append("%s: full_name must be text without ':', ',' or line breaks" % where)
+        if full_name is not None and (
+            not isinstance(full_name, str) or any(c in full_name for c in ":,\n\r")
+        ):
+            errors.append(f"{where}: full_name must be text without ':', ',' or line breaks")
         ssh_key = entry.get("ssh_key")
-        if ssh_key is not None and (not isinstance(ssh_key, str)
-                                    or "\n" in ssh_key.strip()
-                                    or not SSH_KEY_RE.match(ssh_key.strip())):
-            errors.append("%s: ssh_key is not one OpenSSH public key line" % where)
+        if ssh_key is not None and (
+            not isinstance(ssh_key, str)
+            or "\n" in ssh_key.strip()
+            or not SSH_KEY_RE.match(ssh_key.strip())
+        ):
+            errors.append(f"{where}: ssh_key is not one OpenSSH public key line")
     return errors
 
 
-def roster_from_csv(text):
+def roster_from_csv(text: Any) -> list[dict[str, str]]:
     """Roster entries from CSV text: a header row (``name`` required), then one
     student per row; empty cells are left out, ``#`` lines skipped."""
-    lines = [line for line in str(text).splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line
+        for line in str(text).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     entries = []
     for row in csv.DictReader(io.StringIO("\n".join(lines))):
         entry = {}
@@ -90,7 +109,7 @@ def roster_from_csv(text):
     return entries
 
 
-def roster(value, state=None):
+def roster(value: Iterable[Mapping[str, Any]] | None, state: str | None = None) -> list[dict]:
     """Normalise the roster; optionally keep only one ``state``."""
     out = []
     for entry in value or []:
@@ -105,17 +124,24 @@ def roster(value, state=None):
     return out
 
 
-def password_terms(names, directory, length=32):
+def password_terms(names: Iterable[str], directory: str, length: int = 32) -> list[str]:
     """Terms for ``query('ansible.builtin.password', *terms)``: one file per name.
 
     Files end in ``.txt`` so that Ansible never parses them as inventory.
     """
-    return ["%s/%s.txt length=%d chars=ascii_letters,digits" % (directory.rstrip("/"), n, int(length))
-            for n in names]
+    folder = directory.rstrip("/")
+    return [f"{folder}/{n}.txt length={int(length)} chars=ascii_letters,digits" for n in names]
 
 
-def tenant_state(students, passwords, worker_user, worker_password,
-                 tags=("management",), max_connections=None, max_queues=None):
+def tenant_state(
+    students: Iterable[Mapping[str, Any]] | None,
+    passwords: Mapping[str, str],
+    worker_user: str,
+    worker_password: str,
+    tags: Iterable[str] | None = ("management",),
+    max_connections: int | None = None,
+    max_queues: int | None = None,
+) -> dict[str, list]:
     """Desired broker state for ``pimq_rabbitmq`` from the (unnormalised) roster.
 
     Per present student: vhost ``<name>`` (with limits), user ``<name>`` with
@@ -135,13 +161,17 @@ def tenant_state(students, passwords, worker_user, worker_password,
         }
         for name in present
     ]
-    users.append({
-        "name": worker_user,
-        "password": worker_password,
-        "tags": [],
-        "permissions": [{"vhost": name, "configure": pimq_only, "write": pimq_only, "read": pimq_only}
-                        for name in present],
-    })
+    users.append(
+        {
+            "name": worker_user,
+            "password": worker_password,
+            "tags": [],
+            "permissions": [
+                {"vhost": name, "configure": pimq_only, "write": pimq_only, "read": pimq_only}
+                for name in present
+            ],
+        }
+    )
     return {
         "vhosts": [{"name": name, "limits": limits} for name in present],
         "users": users,
@@ -150,15 +180,18 @@ def tenant_state(students, passwords, worker_user, worker_password,
     }
 
 
-def queue_line(queue):
+def queue_line(queue: Mapping[str, Any]) -> str:
     """One readable status line for a queue dict from pimq_rabbitmq(gather_queues)."""
-    return "%-12s %-40s ready=%-6s unacked=%-6s consumers=%s" % (
-        queue.get("vhost"), queue.get("name"), queue.get("messages_ready", 0),
-        queue.get("messages_unacknowledged", 0), queue.get("consumers", 0))
+    return (
+        f"{queue.get('vhost')!s:<12} {queue.get('name')!s:<40} "
+        f"ready={queue.get('messages_ready', 0)!s:<6} "
+        f"unacked={queue.get('messages_unacknowledged', 0)!s:<6} "
+        f"consumers={queue.get('consumers', 0)}"
+    )
 
 
 class FilterModule:
-    def filters(self):
+    def filters(self) -> dict[str, Any]:
         return {
             "pimq_roster_errors": roster_errors,
             "pimq_roster": roster,

@@ -54,7 +54,9 @@ options:
     elements: str
     default: []
   exclusive_keys:
-    description: The roster's key replaces every other line of C(authorized_keys); else it is added (or its line updated).
+    description:
+      The roster's key replaces every other line of C(authorized_keys); else it is
+      added (or its line updated).
     type: bool
     default: false
   remove_home:
@@ -82,7 +84,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changes:
-  description: One line per change made (or that would be made in check mode). Never contains a secret.
+  description: >-
+    One line per change made (or that would be made in check mode), e.g.
+    C(account alice: created). Never contains a secret (no config file content).
   type: list
   returned: always
 """
@@ -93,16 +97,23 @@ import os
 import pwd
 import re
 import stat
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pimq_run import ModuleRun, list_of
 from ansible.module_utils.pimq_write import replace_file
 
-KEY_TYPE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$")
+KEY_TYPE = re.compile(
+    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)"
+    r"|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$"
+)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def key_id(line):
-    """(type, blob) of an authorized_keys line, options and comment aside; None if it holds no key."""
+def key_id(line: str) -> tuple[str, str] | None:
+    """(type, blob) of an authorized_keys line, options and comment aside; None if
+    it holds no key."""
     fields = line.split()
     for i, field in enumerate(fields[:-1]):
         if KEY_TYPE.match(field):
@@ -110,28 +121,9 @@ def key_id(line):
     return None
 
 
-class Accounts:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.check = module.check_mode
-        self.changes = []
-
-    def change(self, text):
-        self.changes.append(text)
-        return not self.check
-
-    def run_cmd(self, cmd):
-        rc, out, err = self.module.run_command(cmd)
-        if rc != 0:
-            self.module.fail_json(msg="%s failed (rc=%s): %s" % (" ".join(cmd), rc, (err or out)[:500]),
-                                  changes=self.changes)
-
-    def fail(self, msg):
-        self.module.fail_json(msg=msg, changes=self.changes)
-
+class Accounts(ModuleRun):
     # --- the account ----------------------------------------------------------------
-    def user(self, spec):
+    def user(self, spec: dict[str, Any]) -> pwd.struct_passwd | None:
         name = spec["name"]
         home = os.path.join(self.p["home_base"], name)
         comment = spec.get("comment") or ""
@@ -142,13 +134,14 @@ class Accounts:
         except KeyError:
             pw = None
         if pw is None:
-            if not self.change("account %s: created" % name):
+            if not self.change(f"account {name}: created"):
                 return None
-            cmd = ["useradd", "--comment", comment, "--home-dir", home, "--shell", shell, "--create-home"]
+            cmd = ["useradd", "--comment", comment, "--home-dir", home, "--shell", shell]
+            cmd += ["--create-home"]
             cmd += ["--gid", name] if self.group_exists(name) else ["--user-group"]
             if groups:
                 cmd += ["--groups", ",".join(groups)]
-            self.run_cmd(cmd + [name])
+            self.command([*cmd, name])
             return pwd.getpwnam(name)
         cmd, what = [], []
         if pw.pw_gecos != comment:
@@ -156,44 +149,47 @@ class Accounts:
             what.append("comment")
         if pw.pw_dir != home:
             cmd += ["--home", home]
-            what.append("home %s -> %s" % (pw.pw_dir, home))
+            what.append(f"home {pw.pw_dir} -> {home}")
         if pw.pw_shell != shell:
             cmd += ["--shell", shell]
-            what.append("shell %s -> %s" % (pw.pw_shell, shell))
+            what.append(f"shell {pw.pw_shell} -> {shell}")
         missing = [g for g in groups if not self.member(name, pw.pw_gid, g)]
         if missing:
             cmd += ["--append", "--groups", ",".join(missing)]
-            what.append("groups +%s" % ",".join(missing))
-        if cmd and self.change("account %s: %s updated" % (name, ", ".join(what))):
-            self.run_cmd(["usermod"] + cmd + [name])
+            what.append(f"groups +{','.join(missing)}")
+        if cmd and self.change(f"account {name}: {', '.join(what)} updated"):
+            self.command(["usermod", *cmd, name])
         return pwd.getpwnam(name)
 
     @staticmethod
-    def group_exists(name):
+    def group_exists(name: str) -> bool:
         try:
             grp.getgrnam(name)
             return True
         except KeyError:
             return False
 
-    def member(self, user, gid, group):
+    def member(self, user: str, gid: int, group: str) -> bool:
         try:
             g = grp.getgrnam(group)
         except KeyError:
-            self.fail("group %s does not exist" % group)
+            self.fail(f"group {group} does not exist")
         return g.gr_gid == gid or user in g.gr_mem
 
     # --- files inside the home, by descriptor -----------------------------------------
-    def attrs(self, fd, label, uid, gid, mode, new=False):
-        """Owner and mode of an open file or folder (`new`: just made, its creation already reported)."""
+    def attrs(self, fd: int, label: str, uid: int, gid: int, mode: int, new: bool = False) -> None:
+        """Owner and mode of an open file or folder (`new`: just made, its creation
+        already reported)."""
         st = os.fstat(fd)
-        if (st.st_uid, st.st_gid) != (uid, gid) and (new or self.change("%s: owner set" % label)):
+        if (st.st_uid, st.st_gid) != (uid, gid) and (new or self.change(f"{label}: owner set")):
             os.fchown(fd, uid, gid)
-        if stat.S_IMODE(st.st_mode) != mode and (
-                new or self.change("%s: mode %04o -> %04o" % (label, stat.S_IMODE(st.st_mode), mode))):
+        have = stat.S_IMODE(st.st_mode)
+        if have != mode and (new or self.change(f"{label}: mode {have:04o} -> {mode:04o}")):
             os.fchmod(fd, mode)
 
-    def subdir(self, parent_fd, name, label, uid, gid, mode):
+    def subdir(
+        self, parent_fd: int, name: str, label: str, uid: int, gid: int, mode: int
+    ) -> int | None:
         """The folder `name` in parent_fd (created if missing), as an open descriptor; None in
         check mode when it does not exist yet."""
         try:
@@ -206,9 +202,10 @@ class Accounts:
             except FileNotFoundError:
                 st = None
             if st is not None and not stat.S_ISLNK(st.st_mode):
-                self.fail("%s is not a folder: not touching it" % label)
+                self.fail(f"{label} is not a folder: not touching it")
             # Missing, or a symlink (never followed: it is replaced, its target left alone).
-            if not self.change("%s: %s" % (label, "created" if st is None else "symlink replaced by a folder")):
+            what = "created" if st is None else "symlink replaced by a folder"
+            if not self.change(f"{label}: {what}"):
                 return None
             if st is not None:
                 os.unlink(name, dir_fd=parent_fd)
@@ -219,10 +216,10 @@ class Accounts:
         self.attrs(fd, label, uid, gid, mode)
         return fd
 
-    def read_file(self, dir_fd, name):
+    def read_file(self, dir_fd: int, name: str) -> tuple[bytes, int] | tuple[None, None]:
         """(content, fd) of a regular file; (None, None) if it is missing or a symlink."""
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+            fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
             return None, None
         except OSError as err:
@@ -231,7 +228,7 @@ class Accounts:
             raise
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            self.fail("%s is not a regular file: not touching it" % name)
+            self.fail(f"{name} is not a regular file: not touching it")
         chunks = []
         while True:
             chunk = os.read(fd, 65536)
@@ -240,7 +237,9 @@ class Accounts:
             chunks.append(chunk)
         return b"".join(chunks), fd
 
-    def put_file(self, dir_fd, name, label, data, uid, gid, mode):
+    def put_file(
+        self, dir_fd: int, name: str, label: str, data: bytes, uid: int, gid: int, mode: int
+    ) -> None:
         old, fd = self.read_file(dir_fd, name)
         if old == data:
             self.attrs(fd, label, uid, gid, mode)
@@ -248,10 +247,10 @@ class Accounts:
             return
         if fd is not None:
             os.close(fd)
-        if self.change("%s: %s" % (label, "written" if old is None else "updated")):
+        if self.change(f"{label}: {'written' if old is None else 'updated'}"):
             replace_file(dir_fd, name, data, uid, gid, mode)
 
-    def home(self, spec, pw):
+    def home(self, spec: dict[str, Any], pw: pwd.struct_passwd) -> None:
         name = spec["name"]
         uid = pw.pw_uid
         gid = grp.getgrnam(name).gr_gid if self.group_exists(name) else pw.pw_gid
@@ -261,38 +260,39 @@ class Accounts:
         try:
             home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            if not self.change("home %s: created" % home):
+            if not self.change(f"home {home}: created"):
                 return
             os.mkdir(home, 0o700)
             home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             os.fchown(home_fd, uid, gid)
         fds = [home_fd]
         try:
-            self.attrs(home_fd, "home %s" % home, uid, gid, int(self.p["home_mode"], 8))
+            self.attrs(home_fd, f"home {home}", uid, gid, int(self.p["home_mode"], 8))
             key = (spec.get("ssh_key") or "").strip()
             if key:
-                ssh_fd = self.subdir(home_fd, ".ssh", "%s/.ssh" % home, uid, gid, 0o700)
+                ssh_fd = self.subdir(home_fd, ".ssh", f"{home}/.ssh", uid, gid, 0o700)
                 if ssh_fd is not None:
                     fds.append(ssh_fd)
-                    self.authorized_key(ssh_fd, "%s/.ssh/authorized_keys" % home, key, uid, gid)
+                    self.authorized_key(ssh_fd, f"{home}/.ssh/authorized_keys", key, uid, gid)
             parts = [p for p in self.p["config_path"].split("/") if p not in ("", ".")]
             if ".." in parts or not parts:
                 self.fail("config_path must be a relative path inside the home")
             dir_fd, label = home_fd, home
-            path = "/".join([home] + parts)
+            path = "/".join([home, *parts])
             for part in parts[:-1]:
-                label = "%s/%s" % (label, part)
+                label = f"{label}/{part}"
                 dir_fd = self.subdir(dir_fd, part, label, uid, gid, 0o700)
                 if dir_fd is None:  # check mode: the folder does not exist yet
-                    self.changes.append("%s: written" % path)
+                    self.changes.append(f"{path}: written")
                     return
                 fds.append(dir_fd)
-            self.put_file(dir_fd, parts[-1], path, (spec.get("config") or "").encode("utf-8"), uid, gid, 0o600)
+            config = (spec.get("config") or "").encode("utf-8")
+            self.put_file(dir_fd, parts[-1], path, config, uid, gid, 0o600)
         finally:
             for fd in reversed(fds):
                 os.close(fd)
 
-    def authorized_key(self, ssh_fd, label, key, uid, gid):
+    def authorized_key(self, ssh_fd: int, label: str, key: str, uid: int, gid: int) -> None:
         old, fd = self.read_file(ssh_fd, "authorized_keys")
         if fd is not None:
             os.close(fd)
@@ -317,47 +317,51 @@ class Accounts:
         self.put_file(ssh_fd, "authorized_keys", label, data, uid, gid, 0o600)
 
     # --- removal ------------------------------------------------------------------------
-    def remove(self, name):
+    def remove(self, name: str) -> None:
         try:
             pwd.getpwnam(name)
         except KeyError:
             return
-        if self.change("account %s: removed" % name):
+        if self.change(f"account {name}: removed"):
             cmd = ["userdel"]
             if self.p["remove_home"]:
                 cmd += ["--remove", "--force"]
-            self.run_cmd(cmd + [name])
+            self.command([*cmd, name])
 
-    def run(self):
+    def run(self) -> dict[str, Any]:
         present = {a["name"] for a in self.p["accounts"]}
         both = sorted(present & set(self.p["absent"]))
         if both:
-            self.fail("both present and absent: %s" % ", ".join(both))
+            self.fail(f"both present and absent: {', '.join(both)}")
         for spec in self.p["accounts"]:
             pw = self.user(spec)
             if pw is None:  # check mode, not created yet
-                self.changes.append("home %s/%s: created, with key and config" % (self.p["home_base"], spec["name"]))
+                home = f"{self.p['home_base']}/{spec['name']}"
+                self.changes.append(f"home {home}: created, with key and config")
                 continue
             self.home(spec, pw)
         for name in self.p["absent"]:
             self.remove(name)
-        return dict(changed=bool(self.changes), changes=self.changes)
+        return self.result()
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            accounts=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                comment=dict(type="str", default=""),
-                ssh_key=dict(type="str", default=""),
-                config=dict(type="str", default="", no_log=True),
-            )),
-            absent=dict(type="list", elements="str", default=[]),
+            accounts=list_of(
+                "dict",
+                options=dict(
+                    name=dict(type="str", required=True),
+                    comment=dict(type="str", default=""),
+                    ssh_key=dict(type="str", default=""),
+                    config=dict(type="str", default="", no_log=True),
+                ),
+            ),
+            absent=list_of("str"),
             home_base=dict(type="str", default="/home"),
             home_mode=dict(type="str", default="0700"),
             shell=dict(type="str", default="/bin/bash"),
-            groups=dict(type="list", elements="str", default=[]),
+            groups=list_of("str"),
             exclusive_keys=dict(type="bool", default=False),
             remove_home=dict(type="bool", default=True),
             config_path=dict(type="str", default=".config/pimq/config.yaml"),

@@ -10,7 +10,7 @@ short_description: Converge folders, small text files, symlinks and pruned folde
 description:
   - What a role would otherwise do with one M(ansible.builtin.file),
     M(ansible.builtin.template) or M(ansible.builtin.copy) task per path (two
-    round trips each for a template or a copy: a stat, then the file module),
+    round trips each for a template or a copy - a stat, then the file module),
     in one module run. For system paths (owned by root, not by users);
     templates are rendered on the control machine, e.g. with
     C(lookup('ansible.builtin.template', 'x.j2')).
@@ -30,20 +30,23 @@ options:
   files:
     description:
       - Files with exactly the given content, each with C(path), C(mode), optionally C(owner)
-        and C(group), and either C(content) (text) or C(content_b64) (bytes, base64-encoded: a
+        and C(group), and either C(content) (text) or C(content_b64) (bytes, base64-encoded, for a
         binary file such as a wheel; never shown in a diff).
     type: list
     elements: dict
     default: []
   links:
-    description: Symbolic links C(path) -> C(src) (replacing a file at C(path); the target need not exist).
+    description:
+      Symbolic links C(path) -> C(src) (replacing a file at C(path); the target need
+      not exist).
     type: list
     elements: dict
     default: []
   prune:
     description:
       - Folders to clean, each with C(path), C(patterns) (shell patterns, default all) and
-        C(keep) (file names to leave). Other matching files or links in C(path) are removed (not sub-folders).
+        C(keep) (file names to leave). Other matching files or links in C(path) are removed
+        (not sub-folders).
     type: list
     elements: dict
     default: []
@@ -64,7 +67,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changes:
-  description: One line per change made (or that would be made in check mode). Never contains a file's content.
+  description:
+    One line per change made (or that would be made in check mode). Never contains a
+    file's content.
   type: list
   returned: always
 changed_paths:
@@ -79,30 +84,29 @@ import grp
 import os
 import pwd
 import stat
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pimq_run import ModuleRun, list_of
 from ansible.module_utils.pimq_write import replace_file
 
 
-class Files:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.check = module.check_mode
-        self.changes = []
-        self.paths = []
-        self.diffs = []
+class Files(ModuleRun):
+    def __init__(self, module: AnsibleModule) -> None:
+        super().__init__(module)
+        self.paths: list[str] = []
+        self.diffs: list[dict[str, str]] = []
 
-    def change(self, path, text):
-        self.changes.append("%s: %s" % (path, text))
+    def change_at(self, path: str, text: str) -> bool:
+        """:meth:`change` ``path: text``, and `path` among the changed paths."""
         if path not in self.paths:
             self.paths.append(path)
-        return not self.check
+        return self.change(f"{path}: {text}")
 
-    def fail(self, msg):
-        self.module.fail_json(msg=msg, changes=self.changes, changed_paths=self.paths)
+    def outcome(self) -> dict[str, Any]:
+        return {**super().outcome(), "changed_paths": self.paths}
 
-    def ids(self, spec):
+    def ids(self, spec: dict[str, Any]) -> tuple[int, int] | None:
         """(uid, gid) wanted, -1 where not set; None for an unknown name in check mode
         (an earlier task would have made it)."""
         try:
@@ -111,37 +115,42 @@ class Files:
         except KeyError:
             if self.check:
                 return None
-            self.fail("%s: user %s or group %s does not exist" % (spec["path"], spec["owner"], spec["group"]))
+            self.fail(
+                f"{spec['path']}: user {spec['owner']} or group {spec['group']} does not exist"
+            )
         return uid, gid
 
-    def mode(self, spec):
+    def mode(self, spec: dict[str, Any]) -> int:
         try:
             return int(str(spec["mode"]), 8)
         except ValueError:
-            self.fail("%s: mode %r is not an octal string like \"0644\"" % (spec["path"], spec["mode"]))
+            self.fail(f'{spec["path"]}: mode {spec["mode"]!r} is not an octal string like "0644"')
 
-    def attrs(self, path, st, spec):
+    def attrs(self, path: str, st: os.stat_result, spec: dict[str, Any]) -> None:
         ids, mode = self.ids(spec), self.mode(spec)
-        if ids is None or any(want not in (-1, have) for want, have in zip(ids, (st.st_uid, st.st_gid))):
-            if self.change(path, "owner %s:%s" % (spec["owner"] or "-", spec["group"] or "-")):
-                os.chown(path, *ids, follow_symlinks=False)
-        if stat.S_IMODE(st.st_mode) != mode and self.change(path, "mode %04o -> %04o" % (stat.S_IMODE(st.st_mode), mode)):
+        have_ids = (st.st_uid, st.st_gid)
+        owned = ids is not None and all(w in (-1, h) for w, h in zip(ids, have_ids, strict=True))
+        owner = f"owner {spec['owner'] or '-'}:{spec['group'] or '-'}"
+        if not owned and self.change_at(path, owner):
+            os.chown(path, *ids, follow_symlinks=False)
+        have = stat.S_IMODE(st.st_mode)
+        if have != mode and self.change_at(path, f"mode {have:04o} -> {mode:04o}"):
             os.chmod(path, mode)
 
-    def folder(self, spec):
+    def folder(self, spec: dict[str, Any]) -> None:
         path = spec["path"]
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            if not self.change(path, "folder created"):
+            if not self.change_at(path, "folder created"):
                 return
             os.makedirs(path, exist_ok=True)
             st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode):
-            self.fail("%s exists and is not a folder" % path)
+            self.fail(f"{path} exists and is not a folder")
         self.attrs(path, st, spec)
 
-    def file(self, spec):
+    def file(self, spec: dict[str, Any]) -> None:
         path = spec["path"]
         binary = spec["content_b64"] is not None
         data = base64.b64decode(spec["content_b64"]) if binary else spec["content"].encode("utf-8")
@@ -150,7 +159,7 @@ class Files:
         except FileNotFoundError:
             st = None
         if st is not None and stat.S_ISDIR(st.st_mode):
-            self.fail("%s is a folder, not a file" % path)
+            self.fail(f"{path} is a folder, not a file")
         old = None
         if st is not None and stat.S_ISREG(st.st_mode):
             with open(path, "rb") as f:
@@ -159,9 +168,11 @@ class Files:
             self.attrs(path, st, spec)
             return
         if self.module._diff and not binary:
-            self.diffs.append(dict(before_header=path, after_header=path,
-                                   before=(old or b"").decode("utf-8", "replace"), after=spec["content"]))
-        if not self.change(path, "written" if old is None else "updated"):
+            before = (old or b"").decode("utf-8", "replace")
+            self.diffs.append(
+                dict(before_header=path, after_header=path, before=before, after=spec["content"])
+            )
+        if not self.change_at(path, "written" if old is None else "updated"):
             return
         uid, gid = self.ids(spec)
         if st is not None:  # an owner or group not set is kept from the file replaced
@@ -170,13 +181,13 @@ class Files:
         try:
             dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            self.fail("%s: folder %s does not exist" % (path, folder))
+            self.fail(f"{path}: folder {folder} does not exist")
         try:
             replace_file(dir_fd, os.path.basename(path), data, uid, gid, self.mode(spec))
         finally:
             os.close(dir_fd)
 
-    def link(self, spec):
+    def link(self, spec: dict[str, Any]) -> None:
         path, src = spec["path"], spec["src"]
         try:
             st = os.lstat(path)
@@ -185,16 +196,16 @@ class Files:
         if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(path) == src:
             return
         if st is not None and stat.S_ISDIR(st.st_mode):
-            self.fail("%s is a folder, not a link" % path)
-        if not self.change(path, "link -> %s" % src):
+            self.fail(f"{path} is a folder, not a link")
+        if not self.change_at(path, f"link -> {src}"):
             return
-        tmp = "%s.pimq-%d" % (path, os.getpid())
+        tmp = f"{path}.pimq-{os.getpid()}"
         if os.path.lexists(tmp):
             os.unlink(tmp)
         os.symlink(src, tmp)
         os.rename(tmp, path)
 
-    def prune(self, spec):
+    def prune(self, spec: dict[str, Any]) -> None:
         path = spec["path"]
         patterns = spec.get("patterns") or ["*"]
         keep = set(spec.get("keep") or [])
@@ -204,12 +215,14 @@ class Files:
             return
         for name in names:
             full = os.path.join(path, name)
-            if name in keep or not any(fnmatch.fnmatch(name, p) for p in patterns) or os.path.isdir(full):
+            if name in keep or not any(fnmatch.fnmatch(name, p) for p in patterns):
                 continue
-            if self.change(full, "removed"):
+            if os.path.isdir(full):
+                continue
+            if self.change_at(full, "removed"):
                 os.unlink(full)
 
-    def run(self):
+    def run(self) -> dict[str, Any]:
         for spec in self.p["folders"]:
             self.folder(spec)
         for spec in self.p["files"]:
@@ -218,13 +231,10 @@ class Files:
             self.link(spec)
         for spec in self.p["prune"]:
             self.prune(spec)
-        result = dict(changed=bool(self.changes), changes=self.changes, changed_paths=self.paths)
-        if self.diffs:
-            result["diff"] = self.diffs
-        return result
+        return self.result(**({"diff": self.diffs} if self.diffs else {}))
 
 
-def main():
+def main() -> None:
     owned = dict(
         path=dict(type="path", required=True),
         owner=dict(type="str"),
@@ -233,20 +243,29 @@ def main():
     )
     module = AnsibleModule(
         argument_spec=dict(
-            folders=dict(type="list", elements="dict", default=[], options=owned),
-            files=dict(type="list", elements="dict", default=[],
-                       options=dict(owned, content=dict(type="str"), content_b64=dict(type="str", no_log=True)),
-                       mutually_exclusive=[("content", "content_b64")],
-                       required_one_of=[("content", "content_b64")]),
-            links=dict(type="list", elements="dict", default=[], options=dict(
-                path=dict(type="path", required=True),
-                src=dict(type="str", required=True),
-            )),
-            prune=dict(type="list", elements="dict", default=[], options=dict(
-                path=dict(type="path", required=True),
-                patterns=dict(type="list", elements="str", default=["*"]),
-                keep=dict(type="list", elements="str", default=[]),
-            )),
+            folders=list_of("dict", options=owned),
+            files=list_of(
+                "dict",
+                options=dict(
+                    owned, content=dict(type="str"), content_b64=dict(type="str", no_log=True)
+                ),
+                mutually_exclusive=[("content", "content_b64")],
+                required_one_of=[("content", "content_b64")],
+            ),
+            links=list_of(
+                "dict",
+                options=dict(
+                    path=dict(type="path", required=True), src=dict(type="str", required=True)
+                ),
+            ),
+            prune=list_of(
+                "dict",
+                options=dict(
+                    path=dict(type="path", required=True),
+                    patterns=list_of("str", default=["*"]),
+                    keep=list_of("str"),
+                ),
+            ),
         ),
         supports_check_mode=True,
     )

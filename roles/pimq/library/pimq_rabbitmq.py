@@ -6,7 +6,8 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: pimq_rabbitmq
-short_description: Converge RabbitMQ vhosts, users, permissions and limits through the management API
+short_description: Converge RabbitMQ vhosts, users, permissions and limits through the
+  management API
 description:
   - Talks to the RabbitMQ management HTTP API of the broker on the managed node
     (normally C(http://127.0.0.1:15672)) with the Python standard library only, so
@@ -15,7 +16,7 @@ description:
     checked against the stored salted hash locally, without a login. New
     passwords are sent as a salted hash in the HTTP body.
   - If the administrator cannot log in (fresh broker, or its password was
-    changed in the inventory), it is created or its password reset: through the
+    changed in the inventory), it is created or its password reset - through the
     API as C(guest) while a fresh broker still has it (loopback only; removed
     by C(users_absent)), else with C(rabbitmqctl add_user NAME) /
     C(rabbitmqctl change_password NAME), the password written to the command's
@@ -35,7 +36,9 @@ options:
     type: str
     required: true
   bootstrap:
-    description: Create the administrator (or reset its password) with rabbitmqctl through stdin when it cannot log in.
+    description:
+      Create the administrator (or reset its password) with rabbitmqctl through stdin
+      when it cannot log in.
     type: bool
     default: true
   rabbitmqctl:
@@ -95,11 +98,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changes:
-  description: One line per change made (or that would be made in check mode). Never contains a secret.
+  description: >-
+    One line per change made (or that would be made in check mode), e.g.
+    C(vhost alice: created). Never contains a secret (no password or hash).
   type: list
   returned: always
 queues:
-  description: Queues (vhost, name, messages, messages_ready, messages_unacknowledged, consumers) when gather_queues.
+  description:
+    Queues (vhost, name, messages, messages_ready, messages_unacknowledged, consumers)
+    when gather_queues.
   type: list
   returned: when gather_queues
 """
@@ -110,11 +117,14 @@ import hmac
 import json
 import os
 import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pimq_run import ModuleRun, list_of
 
 HASHES = {
     "rabbit_password_hashing_sha256": hashlib.sha256,
@@ -122,19 +132,27 @@ HASHES = {
     "rabbit_password_hashing_md5": hashlib.md5,
 }
 DEFAULT_HASH = "rabbit_password_hashing_sha256"
+QUEUE_COLUMNS = (
+    "vhost",
+    "name",
+    "messages",
+    "messages_ready",
+    "messages_unacknowledged",
+    "consumers",
+)
 
 
-def q(name):
+def q(name: str) -> str:
     return quote(name, safe="")
 
 
-def password_hash(password, algorithm=DEFAULT_HASH):
+def password_hash(password: str, algorithm: str = DEFAULT_HASH) -> str:
     salt = os.urandom(4)
     digest = HASHES[algorithm](salt + password.encode("utf-8")).digest()
     return base64.b64encode(salt + digest).decode("ascii")
 
 
-def password_matches(password, stored, algorithm):
+def password_matches(password: str, stored: str | None, algorithm: str) -> bool:
     if not stored or algorithm not in HASHES:
         return False
     raw = base64.b64decode(stored)
@@ -142,7 +160,7 @@ def password_matches(password, stored, algorithm):
     return hmac.compare_digest(HASHES[algorithm](salt + password.encode("utf-8")).digest(), digest)
 
 
-def as_tags(value):
+def as_tags(value: str | list[str] | None) -> list[str]:
     if isinstance(value, str):
         return sorted(t for t in value.replace(" ", "").split(",") if t)
     return sorted(value or [])
@@ -153,16 +171,18 @@ class Unreachable(Exception):
 
 
 class Api:
-    def __init__(self, module, base, user, password):
-        self.module = module
+    def __init__(self, fail: Callable[[str], NoReturn], base: str, user: str, password: str):
+        self.fail = fail
         self.base = base.rstrip("/")
         self.set_auth(user, password)
 
-    def set_auth(self, user, password):
-        token = base64.b64encode(("%s:%s" % (user, password)).encode("utf-8")).decode("ascii")
+    def set_auth(self, user: str, password: str) -> None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self.auth = "Basic " + token
 
-    def call(self, method, path, body=None, missing_ok=False):
+    def call(
+        self, method: str, path: str, body: Any = None, missing_ok: bool = False
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode("utf-8")
         req = Request(self.base + path, data=data, method=method)
         req.add_header("Authorization", self.auth)
@@ -177,27 +197,20 @@ class Api:
             if err.code == 401:
                 return 401, None
             if err.code in (502, 503):
-                raise Unreachable("HTTP %s" % err.code)
+                raise Unreachable(f"HTTP {err.code}") from err
             detail = err.read().decode("utf-8", "replace")[:500]
-            self.module.fail_json(msg="RabbitMQ API %s %s failed: HTTP %s %s" % (method, path, err.code, detail))
+            self.fail(f"RabbitMQ API {method} {path} failed: HTTP {err.code} {detail}")
         except (URLError, ConnectionError, OSError) as err:
-            raise Unreachable(str(err))
+            raise Unreachable(str(err)) from err
 
 
-class Converger:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.check = module.check_mode
-        self.changes = []
-        self.api = Api(module, self.p["api_url"], self.p["login_user"], self.p["login_password"])
-
-    def change(self, text):
-        self.changes.append(text)
-        return not self.check
+class Converger(ModuleRun):
+    def __init__(self, module: AnsibleModule) -> None:
+        super().__init__(module)
+        self.api = Api(self.fail, self.p["api_url"], self.p["login_user"], self.p["login_password"])
 
     # --- connection and administrator -------------------------------------------------
-    def wait_for_api(self):
+    def wait_for_api(self) -> int | str:
         deadline = time.time() + self.p["wait_timeout"]
         last = ""
         while True:
@@ -210,49 +223,50 @@ class Converger:
                 return "unreachable: " + last
             time.sleep(2)
 
-    def ctl(self, args, data=None):
-        cmd = [self.p["rabbitmqctl"], "-q"] + args
-        rc, out, err = self.module.run_command(cmd, data=data)
-        if rc != 0:
-            self.module.fail_json(msg="%s failed (rc=%s): %s" % (" ".join(cmd), rc, (err or out)[:500]))
-        return out
+    def ctl(self, args: list[str], data: str | None = None) -> str:
+        return self.command([self.p["rabbitmqctl"], "-q", *args], data=data)
 
-    def bootstrap_with_guest(self):
+    def bootstrap_with_guest(self) -> bool | None:
         """A fresh broker still has guest/guest (an administrator, loopback only):
         create the administrator through the API, without starting an Erlang VM
         for each rabbitmqctl call. None: guest cannot do it (use rabbitmqctl)."""
         user = self.p["login_user"]
-        guest = Api(self.module, self.p["api_url"], "guest", "guest")
+        guest = Api(self.fail, self.p["api_url"], "guest", "guest")
         status, me = guest.call("GET", "/api/whoami")
         if status != 200 or "administrator" not in as_tags((me or {}).get("tags")):
             return None
-        status, _ = guest.call("GET", "/api/users/%s" % q(user), missing_ok=True)
-        if not self.change("admin %s: %s" % (user, "created" if status == 404 else "password reset")):
+        status, _ = guest.call("GET", f"/api/users/{q(user)}", missing_ok=True)
+        if not self.change(f"admin {user}: {'created' if status == 404 else 'password reset'}"):
             return False
-        guest.call("PUT", "/api/users/%s" % q(user),
-                   {"password_hash": password_hash(self.p["login_password"]),
-                    "hashing_algorithm": DEFAULT_HASH, "tags": "administrator"})
-        guest.call("PUT", "/api/permissions/%%2F/%s" % q(user), {"configure": ".*", "write": ".*", "read": ".*"})
+        admin = {
+            "password_hash": password_hash(self.p["login_password"]),
+            "hashing_algorithm": DEFAULT_HASH,
+            "tags": "administrator",
+        }
+        guest.call("PUT", f"/api/users/{q(user)}", admin)
+        everything = {"configure": ".*", "write": ".*", "read": ".*"}
+        guest.call("PUT", f"/api/permissions/%2F/{q(user)}", everything)
         return True
 
-    def bootstrap_admin(self):
+    def bootstrap_admin(self) -> bool:
         user = self.p["login_user"]
         if not self.p["bootstrap"]:
-            self.module.fail_json(msg="Cannot log in to the RabbitMQ API as %s and bootstrap is disabled" % user)
+            self.fail(f"Cannot log in to the RabbitMQ API as {user} and bootstrap is disabled")
         done = self.bootstrap_with_guest()
         if done is not None:
             if done:
                 self.wait_for_login()
             return done
-        if self.module.get_bin_path(self.p["rabbitmqctl"]) is None and not os.path.exists(self.p["rabbitmqctl"]):
-            self.module.fail_json(msg="Cannot log in as %s and rabbitmqctl is not available" % user)
+        ctl = self.p["rabbitmqctl"]
+        if self.module.get_bin_path(ctl) is None and not os.path.exists(ctl):
+            self.fail(f"Cannot log in as {user} and rabbitmqctl is not available")
         users = json.loads(self.ctl(["list_users", "--formatter", "json"]) or "[]")
         exists = any(u.get("user") == user for u in users)
         if exists:
-            if self.change("admin %s: password reset" % user):
+            if self.change(f"admin {user}: password reset"):
                 self.ctl(["change_password", user], data=self.p["login_password"])
         else:
-            if self.change("admin %s: created" % user):
+            if self.change(f"admin {user}: created"):
                 self.ctl(["add_user", user], data=self.p["login_password"])
         if not self.check:
             self.ctl(["set_user_tags", user, "administrator"])
@@ -261,69 +275,80 @@ class Converger:
             return True
         return False
 
-    def wait_for_login(self):
+    def wait_for_login(self) -> None:
         status, _ = self.api.call("GET", "/api/whoami")
         if status != 200:
-            self.module.fail_json(msg="Administrator %s still cannot log in after bootstrap (HTTP %s)"
-                                  % (self.p["login_user"], status))
+            self.fail(
+                f"Administrator {self.p['login_user']} still cannot log in after bootstrap"
+                f" (HTTP {status})"
+            )
 
     # --- vhosts ------------------------------------------------------------------------
-    def existing_vhosts(self):
+    def existing_vhosts(self) -> set[str]:
         _, data = self.api.call("GET", "/api/vhosts?columns=name")
         return {v["name"] for v in data or []}
 
-    def read_state(self):
+    def read_state(self) -> None:
         """Every user, permission and vhost limit of the broker in three requests (one
         per student and kind would grow with the roster)."""
         _, users = self.api.call("GET", "/api/users")
         self.users = {u["name"]: u for u in users or []}
         _, perms = self.api.call("GET", "/api/permissions")
-        self.perms = {}
+        self.perms: dict[str, dict[str, Any]] = {}
         for perm in perms or []:
             self.perms.setdefault(perm["user"], {})[perm["vhost"]] = perm
         _, limits = self.api.call("GET", "/api/vhost-limits")
-        self.limits = {}
+        self.limits: dict[str, dict[str, Any]] = {}
         for entry in limits or []:
             self.limits.setdefault(entry["vhost"], {}).update(entry.get("value") or {})
 
-    def converge_vhost(self, spec, existing):
+    def converge_vhost(self, spec: dict[str, Any], existing: set[str]) -> None:
         name = spec["name"]
         if name not in existing:
-            if self.change("vhost %s: created" % name):
-                self.api.call("PUT", "/api/vhosts/%s" % q(name), {})
+            if self.change(f"vhost {name}: created"):
+                self.api.call("PUT", f"/api/vhosts/{q(name)}", {})
             current = {}
         else:
             current = self.limits.get(name, {})
         for limit, value in sorted((spec.get("limits") or {}).items()):
             have = current.get(limit)
+            path = f"/api/vhost-limits/{q(name)}/{q(limit)}"
             if value is None:
-                if have is not None and self.change("vhost %s: limit %s removed" % (name, limit)):
-                    self.api.call("DELETE", "/api/vhost-limits/%s/%s" % (q(name), q(limit)), missing_ok=True)
-            elif have is None or int(have) != int(value):
-                if self.change("vhost %s: limit %s %s -> %s" % (name, limit, have, value)):
-                    self.api.call("PUT", "/api/vhost-limits/%s/%s" % (q(name), q(limit)), {"value": int(value)})
+                if have is not None and self.change(f"vhost {name}: limit {limit} removed"):
+                    self.api.call("DELETE", path, missing_ok=True)
+            elif (have is None or int(have) != int(value)) and self.change(
+                f"vhost {name}: limit {limit} {have} -> {value}"
+            ):
+                self.api.call("PUT", path, {"value": int(value)})
 
     # --- users -------------------------------------------------------------------------
-    def converge_user(self, spec):
+    def converge_user(self, spec: dict[str, Any]) -> None:
         name = spec["name"]
         password = spec.get("password") or ""
         tags = as_tags(spec.get("tags"))
         current = self.users.get(name)
-        body = {"password_hash": password_hash(password), "hashing_algorithm": DEFAULT_HASH,
-                "tags": ",".join(tags)}
+        body = {
+            "password_hash": password_hash(password),
+            "hashing_algorithm": DEFAULT_HASH,
+            "tags": ",".join(tags),
+        }
         if current is None:
-            if self.change("user %s: created" % name):
-                self.api.call("PUT", "/api/users/%s" % q(name), body)
+            if self.change(f"user {name}: created"):
+                self.api.call("PUT", f"/api/users/{q(name)}", body)
             existing_perms = {}
         else:
             reasons = []
-            if not password_matches(password, current.get("password_hash"),
-                                    current.get("hashing_algorithm", DEFAULT_HASH)):
+            if not password_matches(
+                password,
+                current.get("password_hash"),
+                current.get("hashing_algorithm", DEFAULT_HASH),
+            ):
                 reasons.append("password")
-            if as_tags(current.get("tags")) != tags:
-                reasons.append("tags %s -> %s" % (",".join(as_tags(current.get("tags"))) or "-", ",".join(tags) or "-"))
-            if reasons and self.change("user %s: %s updated" % (name, ", ".join(reasons))):
-                self.api.call("PUT", "/api/users/%s" % q(name), body)
+            have_tags = as_tags(current.get("tags"))
+            if have_tags != tags:
+                reasons.append(f"tags {','.join(have_tags) or '-'} -> {','.join(tags) or '-'}")
+            if reasons and self.change(f"user {name}: {', '.join(reasons)} updated"):
+                self.api.call("PUT", f"/api/users/{q(name)}", body)
             existing_perms = self.perms.get(name, {})
         wanted = {}
         for perm in spec.get("permissions") or []:
@@ -331,35 +356,37 @@ class Converger:
         for vhost, perm in sorted(wanted.items()):
             have = existing_perms.get(vhost)
             if have is None or any(have.get(k) != perm[k] for k in perm):
-                if self.change("user %s: permissions on vhost %s set to %s %s %s"
-                               % (name, vhost, perm["configure"], perm["write"], perm["read"])):
-                    self.api.call("PUT", "/api/permissions/%s/%s" % (q(vhost), q(name)), perm)
+                rights = f"{perm['configure']} {perm['write']} {perm['read']}"
+                if self.change(f"user {name}: permissions on vhost {vhost} set to {rights}"):
+                    self.api.call("PUT", f"/api/permissions/{q(vhost)}/{q(name)}", perm)
         if spec.get("permissions_exclusive", True):
             for vhost in sorted(set(existing_perms) - set(wanted)):
-                if self.change("user %s: permissions on vhost %s cleared" % (name, vhost)):
-                    self.api.call("DELETE", "/api/permissions/%s/%s" % (q(vhost), q(name)), missing_ok=True)
+                if self.change(f"user {name}: permissions on vhost {vhost} cleared"):
+                    path = f"/api/permissions/{q(vhost)}/{q(name)}"
+                    self.api.call("DELETE", path, missing_ok=True)
 
-    def remove_user(self, name):
-        if name in self.users and self.change("user %s: removed" % name):
-            self.api.call("DELETE", "/api/users/%s" % q(name), missing_ok=True)
+    def remove_user(self, name: str) -> None:
+        if name in self.users and self.change(f"user {name}: removed"):
+            self.api.call("DELETE", f"/api/users/{q(name)}", missing_ok=True)
 
-    def run(self):
+    def run(self) -> dict[str, Any]:
         p = self.p
         for name in p["users_absent"]:
             if name == p["login_user"]:
-                self.module.fail_json(msg="Refusing to remove the administrator %s" % name)
+                self.fail(f"Refusing to remove the administrator {name}")
         for name in p["vhosts_absent"]:
             if name == "/":
-                self.module.fail_json(msg="Refusing to remove the default vhost /")
+                self.fail("Refusing to remove the default vhost /")
         status = self.wait_for_api()
-        if status == 401:
-            if not self.bootstrap_admin():
-                return dict(changed=True, changes=self.changes)
-        elif status != 200:
+        if status == 401 and not self.bootstrap_admin():
+            return self.result(changed=True)  # check mode: the administrator would be made
+        if status not in (200, 401):
             if self.check:
-                self.changes.append("broker API not reachable (%s): everything would be configured" % status)
-                return dict(changed=True, changes=self.changes)
-            self.module.fail_json(msg="RabbitMQ management API at %s not reachable: %s" % (p["api_url"], status))
+                self.changes.append(
+                    f"broker API not reachable ({status}): everything would be configured"
+                )
+                return self.result(changed=True)
+            self.fail(f"RabbitMQ management API at {p['api_url']} not reachable: {status}")
 
         vhosts = self.existing_vhosts()
         self.read_state()
@@ -370,26 +397,21 @@ class Converger:
         for name in p["users_absent"]:
             self.remove_user(name)
         for name in p["vhosts_absent"]:
-            if name in vhosts and self.change("vhost %s: removed" % name):
-                self.api.call("DELETE", "/api/vhosts/%s" % q(name), missing_ok=True)
-        result = dict(changed=bool(self.changes), changes=self.changes)
+            if name in vhosts and self.change(f"vhost {name}: removed"):
+                self.api.call("DELETE", f"/api/vhosts/{q(name)}", missing_ok=True)
+        result = self.result()
         if p["gather_queues"]:
-            _, queues = self.api.call(
-                "GET", "/api/queues?columns=vhost,name,messages,messages_ready,messages_unacknowledged,consumers")
-            result["queues"] = [
-                {k: qu.get(k, 0) for k in ("vhost", "name", "messages", "messages_ready",
-                                          "messages_unacknowledged", "consumers")}
-                for qu in queues or []
-            ]
+            _, queues = self.api.call("GET", f"/api/queues?columns={','.join(QUEUE_COLUMNS)}")
+            result["queues"] = [{k: qu.get(k, 0) for k in QUEUE_COLUMNS} for qu in queues or []]
         return result
 
 
-def main():
+def main() -> None:
     user_options = dict(
         name=dict(type="str", required=True),
         password=dict(type="str", required=True, no_log=True),
-        tags=dict(type="list", elements="str", default=[]),
-        permissions=dict(type="list", elements="dict", default=[]),
+        tags=list_of("str"),
+        permissions=list_of("dict"),
         permissions_exclusive=dict(type="bool", default=True),
     )
     module = AnsibleModule(
@@ -400,10 +422,10 @@ def main():
             bootstrap=dict(type="bool", default=True),
             rabbitmqctl=dict(type="str", default="rabbitmqctl"),
             wait_timeout=dict(type="int", default=120),
-            vhosts=dict(type="list", elements="dict", default=[]),
-            vhosts_absent=dict(type="list", elements="str", default=[]),
-            users=dict(type="list", elements="dict", default=[], options=user_options),
-            users_absent=dict(type="list", elements="str", default=[]),
+            vhosts=list_of("dict"),
+            vhosts_absent=list_of("str"),
+            users=list_of("dict", options=user_options),
+            users_absent=list_of("str"),
             gather_queues=dict(type="bool", default=False),
         ),
         supports_check_mode=True,

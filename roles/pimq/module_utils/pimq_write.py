@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 
 
-def replace_file(dir_fd, name, data, uid, gid, mode):
+def replace_file(dir_fd: int, name: str, data: bytes, uid: int, gid: int, mode: int) -> None:
     """Put `data` in the file `name` of the open folder `dir_fd`, owned uid:gid
     with `mode`: written to a 0600 temporary file beside it, synced, then
     renamed over `name`. A reader sees the old content or the new, never part
     of it; a symlink at `name` is replaced, never followed."""
-    tmp = ".%s.pimq-%d" % (name, os.getpid())
+    tmp = f".{name}.pimq-{os.getpid()}"
     try:
         os.unlink(tmp, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -23,7 +23,7 @@ def replace_file(dir_fd, name, data, uid, gid, mode):
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)

@@ -1,0 +1,204 @@
+"""The roles' task filters (pimq_hosts_block, pimq_job_module_paths,
+pimq_runtime_files, pimq_head_accounts), loaded from their plugin files as
+Ansible loads them; expected values worked out by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+IP_RE = r"^[0-9.]+$|^[0-9a-fA-F:]+:[0-9a-fA-F:.]*$"  # pimq_common_ip_re
+
+
+def plugin(role: str, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        name, ROLES / role / "filter_plugins" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hosts = plugin("pimq_common", "pimq_hosts")
+runtime = plugin("pimq_runtime", "pimq_runtime")
+head = plugin("pimq_head", "pimq_head")
+
+
+# --- /etc/hosts ---------------------------------------------------------------------
+HOSTVARS = {
+    "head": {"ansible_host": "10.0.0.1"},
+    "Pi-B": {"pimq_address": "192.168.1.5", "ansible_host": "pi-b.local"},
+    "pi-a": {
+        "ansible_host": "pi-a.local",
+        "ansible_facts": {"default_ipv4": {"address": "10.0.0.7"}},
+    },
+    "pi-c": {"ansible_host": "fe80::1"},
+    "pi-d": {"ansible_host": "pi-d.local", "ansible_facts": {}},
+    "pi-e": {"ansible_host": "pi-e.local", "ansible_facts": {"default_ipv4": {}}},
+    "Zeta": {"pimq_address": ""},
+    "alpha": {"ansible_host": "10.0.0.9", "pimq_address": "10.9.9.9"},
+    "beta": {},
+}
+
+
+def test_hosts_block_address_by_precedence_sorted_ignoring_case() -> None:
+    block = hosts.hosts_block(list(HOSTVARS), HOSTVARS, IP_RE)
+    assert block == (
+        "10.9.9.9 alpha\n"  # pimq_address wins over an address in ansible_host
+        "10.0.0.1 head\n"  # ansible_host is an IPv4 address
+        "10.0.0.7 pi-a\n"  # ansible_host is a name: the default IPv4 of the facts
+        "192.168.1.5 Pi-B\n"  # pimq_address wins over a name; sorted as "pi-b"
+        "fe80::1 pi-c\n"  # ansible_host is an IPv6 address
+    )  # beta, pi-d, pi-e: no address anywhere; Zeta: pimq_address empty
+
+
+def test_hosts_block_of_no_host_is_empty() -> None:
+    assert hosts.hosts_block([], {}, IP_RE) == ""
+
+
+def test_hosts_block_is_registered() -> None:
+    assert hosts.FilterModule().filters() == {"pimq_hosts_block": hosts.hosts_block}
+
+
+@pytest.mark.parametrize(
+    ("names", "hostvars", "ip_re", "error"),
+    [
+        ("head", HOSTVARS, IP_RE, "expects a list of host names, got str"),
+        (["head", "ghost"], HOSTVARS, IP_RE, "no hostvars for host 'ghost'"),
+        (["head"], HOSTVARS, "[0-9", "is not a regex"),
+    ],
+)
+def test_hosts_block_bad_input(names, hostvars, ip_re, error) -> None:
+    with pytest.raises(AnsibleFilterError, match=error):
+        hosts.hosts_block(names, hostvars, ip_re)
+
+
+# --- the runtime's files --------------------------------------------------------------
+def test_job_module_paths_relative_to_the_folder_absolute_as_given() -> None:
+    paths = runtime.job_module_paths(["primes.py", "/srv/jobs/wc.py", "sub/pi.py"], "/inv/jobs")
+    assert paths == ["/inv/jobs/primes.py", "/srv/jobs/wc.py", "/inv/jobs/sub/pi.py"]
+
+
+def test_runtime_files_wheel_first_then_each_job_module_in_order() -> None:
+    files = runtime.runtime_files(
+        ["primes.py", "/srv/jobs/wc.py", "primes.py"],
+        ["P = 1\n", "W = 2", "P = 1\n"],
+        "/opt/pimq",
+        "/repo/build/wheel/pimq-0.1.0-py3-none-any.whl",
+        "UEsDBA==",
+    )
+    root = {"owner": "root", "group": "root", "mode": "0644"}
+    assert files == [
+        {"path": "/opt/pimq/wheels/pimq-0.1.0-py3-none-any.whl", **root, "content_b64": "UEsDBA=="},
+        {"path": "/opt/pimq/jobs/primes.py", **root, "content": "P = 1\n"},
+        {"path": "/opt/pimq/jobs/wc.py", **root, "content": "W = 2"},
+        {"path": "/opt/pimq/jobs/primes.py", **root, "content": "P = 1\n"},
+    ]
+
+
+def test_runtime_files_without_job_modules_is_the_wheel_alone() -> None:
+    assert runtime.runtime_files([], [], "/opt/pimq", "/b/w.whl", "QQ==") == [
+        {
+            "path": "/opt/pimq/wheels/w.whl",
+            "owner": "root",
+            "group": "root",
+            "mode": "0644",
+            "content_b64": "QQ==",
+        }
+    ]
+
+
+def test_runtime_filters_are_registered() -> None:
+    assert runtime.FilterModule().filters() == {
+        "pimq_job_module_paths": runtime.job_module_paths,
+        "pimq_runtime_files": runtime.runtime_files,
+    }
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: runtime.job_module_paths("primes.py", "/d"), "must be a list of strings, got str"),
+        (lambda: runtime.job_module_paths(["a.py", 3], "/d"), "must be a list of strings, got 3"),
+        (
+            lambda: runtime.runtime_files(["a.py"], [], "/r", "w", "b"),
+            "1 job module.* but 0 source",
+        ),
+        (lambda: runtime.runtime_files(["a.py"], None, "/r", "w", "b"), "sources must be a list"),
+    ],
+)
+def test_runtime_filters_bad_input(call, error) -> None:
+    with pytest.raises(AnsibleFilterError, match=error):
+        call()
+
+
+# --- the head's accounts --------------------------------------------------------------
+STUDENTS = [  # as the pimq_roster('present') filter gives them
+    {
+        "name": "alice",
+        "full_name": "Alice Liddell",
+        "ssh_key": "ssh-ed25519 AAAA a@l",
+        "state": "present",
+    },
+    {"name": "bob_2", "full_name": "bob_2", "ssh_key": "", "state": "present"},
+]
+PASSWORDS = {"alice": "Abc123xyz", "bob_2": "0123", "gone": "x"}
+
+
+def test_head_accounts_with_their_config_files() -> None:
+    accounts = head.head_accounts(STUDENTS, "head", "5672", PASSWORDS, "Ansible managed")
+    assert accounts == [
+        {
+            "name": "alice",
+            "comment": "Alice Liddell",
+            "ssh_key": "ssh-ed25519 AAAA a@l",
+            "config": "# pimq client configuration of alice (Ansible managed).\n"
+            "# Keep it private: it holds your broker password.\n"
+            "host: head\n"
+            "port: 5672\n"
+            "vhost: alice\n"
+            "user: alice\n"
+            "password: Abc123xyz\n",
+        },
+        {
+            "name": "bob_2",
+            "comment": "bob_2",
+            "ssh_key": "",
+            # A password of digits only is quoted: YAML would read 0123 as a number.
+            "config": "# pimq client configuration of bob_2 (Ansible managed).\n"
+            "# Keep it private: it holds your broker password.\n"
+            "host: head\n"
+            "port: 5672\n"
+            "vhost: bob_2\n"
+            "user: bob_2\n"
+            "password: '0123'\n",
+        },
+    ]
+
+
+def test_head_accounts_of_no_student_is_empty() -> None:
+    assert head.head_accounts([], "head", 5672, {}, "Ansible managed") == []
+
+
+def test_head_accounts_is_registered() -> None:
+    assert head.FilterModule().filters() == {"pimq_head_accounts": head.head_accounts}
+
+
+@pytest.mark.parametrize(
+    ("students", "port", "passwords", "error"),
+    [
+        ({"name": "alice"}, 5672, PASSWORDS, "expects the list of normalised students, got dict"),
+        ([{"name": "alice"}], 5672, PASSWORDS, "lacks full_name, ssh_key .*pimq_roster filter"),
+        (STUDENTS, "amqp", PASSWORDS, "port 'amqp' is not a number"),
+        (STUDENTS, 5672, {"alice": "x"}, "no password for student bob_2"),
+    ],
+)
+def test_head_accounts_bad_input(students, port, passwords, error) -> None:
+    with pytest.raises(AnsibleFilterError, match=error):
+        head.head_accounts(students, "head", port, passwords, "Ansible managed")
