@@ -9,7 +9,9 @@ real-broker integration tests stay: this adds coverage, it replaces nothing.
 
 What it models, as RabbitMQ does for one node: vhosts with direct and fanout
 exchanges, durable and exclusive queues, consumers served round-robin within
-the channel's prefetch (``basic.qos``), manual and automatic acks,
+their prefetch (per-consumer ``basic.qos``, fixed when a consumer starts;
+``global`` QoS is refused, as RabbitMQ 4 does when that deprecated feature is
+denied), manual and automatic acks,
 ``multiple`` acks and nacks with requeue (a requeued message goes back to the
 head of its queue, marked redelivered), publisher confirms, and a channel or
 connection that closes: its unacked messages go back to their queues.
@@ -105,13 +107,18 @@ class Queue:
     turn: int = 0  # round-robin position among consumers
 
 
-@dataclass
+@dataclass(eq=False)
 class Consumer:
     tag: str
     channel: FakeChannel
     queue: Queue
     callback: Callable[..., None]
     auto_ack: bool
+    prefetch: int = 0
+    unacked: int = 0
+
+    def has_room(self) -> bool:
+        return not self.prefetch or self.unacked < self.prefetch
 
 
 class Vhost:
@@ -190,7 +197,7 @@ class FakeBroker:
 
     def _dispatch(self, queue: Queue) -> None:
         while queue.messages and queue.consumers:
-            ready = [c for c in queue.consumers if c.auto_ack or c.channel.has_room_for_delivery()]
+            ready = [c for c in queue.consumers if c.auto_ack or c.has_room()]
             if not ready:
                 return
             consumer = ready[queue.turn % len(ready)]
@@ -289,8 +296,11 @@ class FakeChannel:
         self.on_confirm: Callable[[Any], None] | None = None
         self.publish_seq = 0
         self.delivery_seq = 0
-        self.unacked: dict[int, tuple[Queue, Message]] = {}
-        self.prefetch = 0
+        self.unacked: dict[int, tuple[Queue, Message, Consumer]] = {}
+        self.prefetch = 0  # for the next consumer to start
+        #: (prefetch, deliveries the client holds unacked) at every manual-ack consume
+        self.consumed: list[tuple[int, int]] = []
+        self.arrived: set[int] = set()  # unacked deliveries handed to a consumer callback
         self.consumers: dict[str, Consumer] = {}
         self._tags = itertools.count(1)
 
@@ -304,14 +314,12 @@ class FakeChannel:
         if not self.is_open:
             raise px.ChannelWrongStateError("channel is closed")
 
-    def has_room_for_delivery(self) -> bool:
-        return not self.prefetch or len(self.unacked) < self.prefetch
-
     def deliver(self, consumer: Consumer, msg: Message) -> None:
         self.delivery_seq += 1
         tag = self.delivery_seq
         if not consumer.auto_ack:
-            self.unacked[tag] = (consumer.queue, msg)
+            self.unacked[tag] = (consumer.queue, msg, consumer)
+            consumer.unacked += 1
         method = SimpleNamespace(
             delivery_tag=tag,
             redelivered=msg.redelivered,
@@ -319,10 +327,20 @@ class FakeChannel:
             routing_key=msg.routing_key,
             consumer_tag=consumer.tag,
         )
-        self.conn.ioloop.call_later(
-            0,
-            lambda: self.is_open and consumer.callback(self, method, msg.properties, msg.body),
-        )
+
+        def arrive() -> None:
+            if not self.is_open:
+                return
+            if consumer.tag not in self.consumers:
+                # cancelled meanwhile: pika rejects such a delivery (requeued)
+                if not consumer.auto_ack:
+                    self.basic_nack(tag, requeue=True)
+                return
+            if not consumer.auto_ack:
+                self.arrived.add(tag)
+            consumer.callback(self, method, msg.properties, msg.body)
+
+        self.conn.ioloop.call_later(0, arrive)
 
     def closed(self, exc: BaseException, notify: bool) -> None:
         """The channel is gone: its unacked messages go back to their queues."""
@@ -330,9 +348,10 @@ class FakeChannel:
             return
         self.is_open = False
         back: dict[str, tuple[Queue, list[Message]]] = {}
-        for _tag, (queue, msg) in sorted(self.unacked.items()):
+        for _tag, (queue, msg, _c) in sorted(self.unacked.items()):
             back.setdefault(queue.name, (queue, []))[1].append(msg)
         self.unacked.clear()
+        self.arrived.clear()
         for consumer in self.consumers.values():
             consumer.queue.consumers.remove(consumer)
         self.consumers.clear()
@@ -420,9 +439,10 @@ class FakeChannel:
 
     def basic_qos(self, prefetch_count: int = 0, global_qos: bool = False, **_: Any) -> None:
         self._check()
+        if global_qos:
+            self.fail(540, "NOT_IMPLEMENTED - the deprecated feature global_qos is denied")
+            return
         self.prefetch = prefetch_count
-        for consumer in list(self.consumers.values()):
-            self.broker._dispatch(consumer.queue)
 
     def basic_consume(
         self,
@@ -438,7 +458,9 @@ class FakeChannel:
             self.fail(404, f"NOT_FOUND - no queue '{queue}'")
             return ""
         tag = f"ctag{self.number}.{next(self._tags)}"
-        consumer = Consumer(tag, self, q, on_message_callback, auto_ack)
+        consumer = Consumer(tag, self, q, on_message_callback, auto_ack, self.prefetch)
+        if not auto_ack:
+            self.consumed.append((self.prefetch, len(self.arrived)))
         self.consumers[tag] = consumer
         q.consumers.append(consumer)
         self._later(callback, SimpleNamespace(consumer_tag=tag))
@@ -471,7 +493,13 @@ class FakeChannel:
             self.fail(406, f"PRECONDITION_FAILED - unknown delivery tag {tag}")
             return []
         tags = [t for t in sorted(self.unacked) if t <= tag] if multiple else [tag]
-        return [self.unacked.pop(t) for t in tags]
+        settled = []
+        for t in tags:
+            queue, msg, consumer = self.unacked.pop(t)
+            self.arrived.discard(t)
+            consumer.unacked -= 1
+            settled.append((queue, msg))
+        return settled
 
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
         self._check()
@@ -560,6 +588,9 @@ KINDS = {
     "boom": "def split(a, p, n): return [b'x']\n"
     "def run(body, params): raise ValueError('bad shard ' + body.decode())\n"
     "def join(r, p): return r\n",
+    "size": "def split(a, p, n): return [b'']\n"
+    "def run(body, params): return len(body)\n"
+    "def join(r, p): return sum(r)\n",
     "square": "def split(a, p, n): return [str(i).encode() for i in range(n)]\n"
     "def run(body, params): return int(body) ** 2\n"
     "def join(r, p): return sum(r)\n",
@@ -569,8 +600,8 @@ KINDS = {
 @dataclass
 class Room:
     """A broker with vhosts s1 and s2 (students stud1/pw1, stud2/pw2, and the
-    worker user), the one IOLoop, and job kinds ``boom`` (raises) and
-    ``square`` (body ``n`` -> n*n) in a jobs folder."""
+    worker user), the one IOLoop, and job kinds ``boom`` (raises), ``size``
+    (body -> its length) and ``square`` (body ``n`` -> n*n) in a jobs folder."""
 
     broker: FakeBroker
     loop: FakeIOLoop

@@ -156,3 +156,21 @@ def test_quick_shards_deepen_the_prefetch_window(room):
     queue_shards(room, "s1", "c9" * 8, "square", [b"1"] * 40)
     room.loop.run(lambda: settled(room, worker), seconds=600)
     assert worker.links[0].prefetch > 2
+
+
+def test_a_new_window_is_a_new_consumer_that_starts_once_what_is_held_fits(room):
+    """Per-consumer prefetch (global QoS is deprecated; the fake refuses it):
+    the window grows for tiny quick shards, then shrinks for 1 MiB ones, and
+    each new consumer starts only when the link holds nothing of the old one,
+    so the link never holds more than one window."""
+    worker = start_worker(room, ("s1",))
+    queue = queue_shards(room, "s1", "d0" * 8, "size", [b"x"] * 60 + [b"y" * 2**20] * 40)
+    room.loop.run(lambda: settled(room, worker), seconds=600)
+    assert sorted(e["value"] for e in results(room, "s1", queue)) == [1] * 60 + [2**20] * 40
+    (channel,) = [
+        ch for conn in room.broker.connections if conn.user == WORKER[0] for ch in conn.channels
+    ]
+    windows = [prefetch for prefetch, _held in channel.consumed]
+    assert windows[0] == 2 and max(windows) > 2, windows  # it grew...
+    assert windows[-1] < max(windows), windows  # ...and shrank for the big shards
+    assert all(held == 0 for _prefetch, held in channel.consumed), channel.consumed

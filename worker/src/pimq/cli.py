@@ -56,6 +56,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status(_student(args), args.json)
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from pimq.client.sample import sample
+
+    return sample(args.name, args.copies)
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import send
 
@@ -138,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[student], help="queues and workers of your vhost")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "sample",
+        help="the course's sample data: pimq sample shakespeare --copies 40 > corpus.txt",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="a sample (none: list them)")
+    p.add_argument("--copies", type=int, default=1, metavar="N", help="write it N times over (1)")
+    p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("send", parents=[student], help="send MESSAGE to QUEUE")
     p.add_argument("queue")

@@ -207,6 +207,11 @@ class Acks:
     def __bool__(self) -> bool:
         return bool(self.done)
 
+    @property
+    def outstanding(self) -> int:
+        """Deliveries received and neither acked nor given back yet."""
+        return len(self.window) - len(self.done) - len(self.sent)
+
     def flush(self, channel: Any) -> None:
         window, done, sent = self.window, self.done, self.sent
         upto = 0

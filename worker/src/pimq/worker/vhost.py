@@ -70,7 +70,9 @@ class VhostLink(Link):
         self.cancelled: dict[str, None] = {}  # insertion-ordered set
         self.closed = True
         self.pace = Pace()
+        #: the window of the current ``pimq.tasks`` consumer (see :meth:`_consume`)
         self.prefetch = 0
+        self.reconsume = False  # a new window is due: consume again once it fits
 
     # -- connection life cycle -------------------------------------------
     def connect(self) -> None:
@@ -82,6 +84,7 @@ class VhostLink(Link):
 
     def on_down(self, why: str, was_open: bool) -> None:
         self.consumer_tag = None
+        self.reconsume = False
         self.closed = True
         self.pending.clear()  # unacked: the broker redelivers them
         self.acks.reset()
@@ -106,12 +109,39 @@ class VhostLink(Link):
         name = topology.control_queue(socket.gethostname(), os.getpid(), self.generation)
         channel.queue_declare(queue=name, exclusive=True, auto_delete=True)
         channel.queue_bind(queue=name, exchange=topology.CONTROL, routing_key="")
-        self.prefetch = self.worker.prefetch_for(self.pace)
-        channel.basic_qos(prefetch_count=self.prefetch, global_qos=True)
         channel.basic_consume(queue=name, on_message_callback=self._on_control, auto_ack=True)
+        self.prefetch = self.worker.prefetch_for(self.pace)
+        self._consume(channel, self._on_consuming)
+
+    def _consume(self, channel: Any, callback: Any = None) -> None:
+        """Consume ``pimq.tasks`` with a window of :attr:`prefetch` shards.
+
+        RabbitMQ fixes a consumer's prefetch when it starts (per-consumer QoS;
+        the channel-wide ``global`` QoS is deprecated and RabbitMQ 4 can refuse
+        it), so a new window means a new consumer. The old one is cancelled at
+        once, and the new one starts when the link has settled everything the
+        old one gave it (:meth:`_consume_if_due`): the link never holds more
+        than its current window (and so never more shard bytes than
+        :data:`pimq.worker.pacing.MAX_HELD_BYTES`). The window changes a few
+        times as a job starts; each change costs one round trip of refill.
+        """
+        self.reconsume = False
+        channel.basic_qos(prefetch_count=self.prefetch)
         self.consumer_tag = channel.basic_consume(
-            queue=topology.TASKS, on_message_callback=self._on_task, callback=self._on_consuming
+            queue=topology.TASKS, on_message_callback=self._on_task, callback=callback
         )
+
+    def _consume_if_due(self) -> None:
+        ch = self.channel
+        if (
+            self.reconsume
+            and ch is not None
+            and ch.is_open
+            and not self.worker.stopping
+            and self.acks.outstanding == 0
+            and not self.acks  # every ack sent: the broker sees the old window empty
+        ):
+            self._consume(ch)
 
     def _on_consuming(self, _frame: Any) -> None:
         self.backoff.reset()
@@ -174,6 +204,7 @@ class VhostLink(Link):
         ch = self.channel
         if ch is not None and ch.is_open:
             self.acks.flush(ch)
+            self._consume_if_due()
         if self.worker.stopping:
             self.worker.check_drained()
 
@@ -230,9 +261,14 @@ class VhostLink(Link):
         """Quick shards need a deeper pipeline than slow ones (:mod:`pimq.worker.pacing`)."""
         self.pace.observe(seconds, size)
         wanted = self.worker.prefetch_for(self.pace)
-        if wanted != self.prefetch and self.channel is not None:
+        ch = self.channel
+        if wanted != self.prefetch and ch is not None and ch.is_open and not self.worker.stopping:
             self.prefetch = wanted
-            self.channel.basic_qos(prefetch_count=wanted, global_qos=True)
+            if self.consumer_tag:
+                ch.basic_cancel(self.consumer_tag)
+                self.consumer_tag = None
+            self.reconsume = True
+            self._flush_soon()  # consumes again once the old window is settled
 
     def finish(self, done: list[tuple[Delivery, ShardOutcome]]) -> None:
         """Publish the results of shards that ran (one message per job), retry
