@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pimq_fleet import REPO
 
-DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+DATA = REPO / "data" / "tinyshakespeare.txt"  # the sample corpus the repository ships
 WORD = "more"
 COPIES = 40
 
