@@ -12,9 +12,19 @@ LOCAL     ?= inventory/local
 PYTEST    := $(BIN)/pytest
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# One id per make invocation (or per make test): every suite of it shares the
+# simulated room's provisioning record (tests/support/provision.py). Set it
+# yourself to reuse a converge across invocations of the inner loop.
+ifndef PIMQ_RUN
+PIMQ_RUN := $(shell date +%Y%m%dT%H%M%S)-$(shell echo $$PPID)
+endif
+export PIMQ_RUN
+# What make test runs, in order; make test-all adds the heavy matrix.
+TEST_SUITES := lint unit integration test-harness test-classroom molecule chaos-ci
+HEAVY_SUITES := chaos
 
 .PHONY: help setup lint unit integration classroom provision demo deploy check status \
-        test test-harness test-classroom molecule chaos chaos-ci bench clean
+        test test-all test-harness test-classroom molecule chaos chaos-ci bench clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -25,11 +35,11 @@ setup: ## prepare this machine: Docker engine, debootstrap, RabbitMQ, .venv (ide
 lint: setup ## ansible-lint (production), yamllint, ruff
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production playbooks roles
-	$(BIN)/ruff check worker tests bench
-	$(BIN)/ruff format --check worker tests bench
+	$(BIN)/ruff check worker tests bench roles
+	$(BIN)/ruff format --check worker tests bench roles
 
 unit: setup ## pure-logic tests (seconds)
-	$(PYTEST) tests/unit tests/classroom/test_roster_unit.py
+	$(PYTEST) tests/unit
 
 integration: setup ## the runtime against a real RabbitMQ, with the newest pika and Debian's pika 1.2
 	$(PYTEST) tests/integration
@@ -65,16 +75,20 @@ molecule: setup ## converge site.yml on a fresh one-Pi room, idempotence, verify
 	@tests/harness/image.sh >/dev/null
 	cd tests && $(CURDIR)/$(BIN)/molecule test
 
-chaos: setup ## the full chaos + security suite on its own classroom; figures to tests/chaos/RESULTS.md
+chaos: classroom ## the full chaos + security suite on the simulated classroom; figures to tests/chaos/RESULTS.md
 	CHAOS_RESULTS=tests/chaos/RESULTS.md $(PYTEST) tests/chaos
 
 chaos-ci: classroom ## the chaos suite's CI subset: one job per fault, on the simulated classroom
-	PIMQ_CLASSROOM=$${PIMQ_CLASSROOM:-pimq} PIMQ_INVENTORY=$(CURDIR)/$(LOCAL) CHAOS_JOBS=1 $(PYTEST) tests/chaos
+	CHAOS_JOBS=1 $(PYTEST) tests/chaos
 
 bench: setup ## every benchmark figure side by side (rebuilds the simulated classroom for the provisioning figure)
 	bench/run.sh --with-classroom
 
-test: lint unit integration test-harness test-classroom molecule chaos-ci ## everything CI checks
+test: setup ## everything CI checks, suite by suite, one simulated room; a table of times at the end
+	@$(PY) tests/harness/suites.py --make "$(MAKE)" $(TEST_SUITES)
+
+test-all: setup ## make test plus the heavy matrix (the full chaos suite), on the same room
+	@$(PY) tests/harness/suites.py --make "$(MAKE)" $(TEST_SUITES) $(HEAVY_SUITES)
 
 clean: ## remove the simulated classroom: containers, network, inventory, keys
 	@if docker info >/dev/null 2>&1; then $(or $(wildcard $(PY)),python3) tests/harness/classroom.py down; fi

@@ -48,7 +48,7 @@ def _machine() -> str:
 
 ELSEWHERE = """## Covered by other suites (not repeated here)
 
-- the roster's validation rule by rule (pure logic): `tests/classroom/test_roster_unit.py`;
+- the roster's validation rule by rule (pure logic): `tests/unit/test_roster_unit.py`;
   roster changes touching exactly the students concerned, `--check` previews:
   `tests/classroom/test_roster.py`
 - every broker holding every tenant with exactly the designed rights and limits:

@@ -14,10 +14,9 @@ import random
 import time
 
 import figures
-import jobs
-import nodes
 import pika
 import pytest
+from support import jobs, nodes
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -94,8 +93,9 @@ def restarts(room: nodes.Room) -> dict[str, int]:
     }
 
 
-def test_1000_malformed_messages_all_dead_lettered(converged: nodes.Room, creds, corpus) -> None:
-    room = converged
+def test_1000_malformed_messages_all_dead_lettered(
+    room: nodes.Room, converged, creds, corpus
+) -> None:
     path, expected = corpus
     for node in room.workers:
         jobs.wait_worker_active(node)

@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 
 import figures
-import jobs
-import nodes
 import pytest
-from jobs import jobs_per_fault, wait_worker_active, worker_props
+from support import jobs, nodes
+from support.jobs import jobs_per_fault, wait_worker_active, worker_props
 
 N = jobs_per_fault()
 FAULT_DELAY = 1.5  # s after the job starts: SSH login and the controller are up by then
@@ -97,8 +96,7 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_jobs_exact_through_fault(converged: nodes.Room, fault: str) -> None:
-    room = converged
+def test_jobs_exact_through_fault(room: nodes.Room, converged, fault: str) -> None:
     expected = SHARDS * len(MESSAGE)
     inject = FAULTS[fault]
     ran = exact = mid_job = lost = twice = dropped = 0

@@ -15,9 +15,8 @@ import statistics
 import time
 
 import figures
-import jobs
-import nodes
 import pytest
+from support import jobs, nodes
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 
@@ -30,8 +29,7 @@ The batch time covers the 24 SSH logins and 24 `pimq run` start-ups on the head
 the sum of the jobs' own times alone, which counts neither."""
 
 
-def test_8_students_3_jobs_each_at_once(converged: nodes.Room, corpus) -> None:
-    room = converged
+def test_8_students_3_jobs_each_at_once(room: nodes.Room, converged, corpus) -> None:
     path, expected = corpus
     for node in room.workers:
         jobs.wait_worker_active(node)

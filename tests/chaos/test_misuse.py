@@ -9,8 +9,8 @@ import json
 from collections.abc import Iterator
 
 import figures
-import nodes
 import pytest
+from support import nodes
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
 
@@ -61,12 +61,12 @@ def clean(room: nodes.Room, leftovers: dict[str, int]) -> None:
 
 
 @pytest.fixture(scope="module")
-def misuse_setup(converged: nodes.Room, corpus) -> Iterator[nodes.Room]:
-    nodes.ssh(converged, STUDENT, SETUP)
-    yield converged
+def misuse_setup(room: nodes.Room, converged, corpus) -> Iterator[nodes.Room]:
+    nodes.ssh(room, STUDENT, SETUP)
+    yield room
     # the copies of the config hold the student's password: the secrets audit
     # allows it only in ~/.config/pimq/config.yaml
-    nodes.ssh(converged, STUDENT, "rm -f bin.dat badpw.yaml closed.yaml")
+    nodes.ssh(room, STUDENT, "rm -f bin.dat badpw.yaml closed.yaml")
 
 
 @pytest.mark.parametrize(
@@ -136,8 +136,7 @@ BAD_ROSTERS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_ROSTERS))
-def test_bad_roster_fails_before_any_host_changes(converged: nodes.Room, case: str) -> None:
-    room = converged
+def test_bad_roster_fails_before_any_host_changes(room: nodes.Room, converged, case: str) -> None:
     roster, expected = BAD_ROSTERS[case]
     before = nodes.room_state(room)
     students_before = set(nodes.credentials().students)

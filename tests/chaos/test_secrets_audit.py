@@ -1,7 +1,8 @@
 """Secrets audit after a full run: every generated password is only where it is meant to be.
 
-The run: the session's converge of site.yml (at -vvv, ``ps`` sampled on every node and
-on this machine: ``site_run``), then every student runs a word count at once while two
+The run: the room's converge of site.yml (at -vvv, ``ps`` sampled on every node and
+on this machine: ``converged``, made once per run by the first suite that needed it),
+then every student runs a word count at once while two
 of them work in an interactive login shell (``ssh -tt``: status, send/receive on the
 head's and a buddy Pi's broker, a word count, a pi estimate), ``ps`` sampled again, with
 ``pimq-worker`` running on every worker Pi. Then, as root on every node
@@ -57,9 +58,9 @@ from pathlib import Path
 
 import figures
 import fsscan
-import jobs
-import nodes
 import pytest
+from support import jobs, nodes
+from support.provision import Provisioning
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
 
@@ -374,9 +375,8 @@ def control_rows(creds, control, ansible_output, argv, samples) -> list[str]:
 
 
 def test_secrets_only_where_meant_after_a_full_run(
-    converged: nodes.Room, site_run, corpus, creds, tmp_path_factory
+    room: nodes.Room, converged: Provisioning, corpus, creds, tmp_path_factory
 ) -> None:
-    room = converged
     timings = {}
     start = time.monotonic()
     sampler, problems = students_work(room, corpus)
@@ -399,7 +399,7 @@ def test_secrets_only_where_meant_after_a_full_run(
     control = scan_control(needles, tmp_path_factory.getbasetemp())
     timings["control scan"] = time.monotonic() - start
 
-    samplers = (site_run.sampler, sampler)
+    samplers = (converged.sampler, sampler)
     samples = Counter()
     for s in samplers:
         samples.update(s.samples)
@@ -408,14 +408,14 @@ def test_secrets_only_where_meant_after_a_full_run(
         problems += node_rows(
             room, node, reports[node], hashes[node], broker_users[node], argv, samples
         )
-    problems += control_rows(creds, control, site_run.run.output, argv, samples)
+    problems += control_rows(creds, control, converged.first.output, argv, samples)
 
     scanned = ", ".join(
         f"{n} {r['files']} files ({r['bytes'] >> 20} MiB)" for n, r in reports.items()
     )
     run = (
-        f"Run: {'the session' if site_run.first else 'a re-run'} converge "
-        f"({site_run.run.total('changed')} changed, {site_run.run.seconds:.0f} s), "
+        f"Run: the converge {'of an earlier suite of this run' if converged.reused else 'made now'}"
+        f" ({converged.first.total('changed')} changed, {converged.first.seconds:.0f} s), "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         + f"; scanned: {scanned}; control {control['files']} files."
     )

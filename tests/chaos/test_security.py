@@ -21,11 +21,10 @@ from __future__ import annotations
 import re
 
 import figures
-import jobs
-import nodes
 import pika
 import pytest
 import requests
+from support import jobs, nodes
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -130,8 +129,7 @@ def try_ops(api: str, auth: tuple[str, str], vhost: str, queue: str) -> dict[str
             "read": read.status_code}  # fmt: skip
 
 
-def test_tenant_matrix(converged: nodes.Room, creds) -> None:
-    room = converged
+def test_tenant_matrix(room: nodes.Room, converged, creds) -> None:
     api = f"http://{room.ips[room.head]}:15672/api"
     problems: list[str] = []
     for a in jobs.STUDENTS:
@@ -169,8 +167,7 @@ def test_tenant_matrix(converged: nodes.Room, creds) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_guest_is_gone_from_every_node(converged: nodes.Room) -> None:
-    room = converged
+def test_guest_is_gone_from_every_node(room: nodes.Room, converged) -> None:
     problems = []
     for node in room.nodes:
         remote = opens_as_guest(room, node)
@@ -206,10 +203,9 @@ def opens_as_guest(room: nodes.Room, node: str) -> bool:
         return False
 
 
-def test_worker_user_only_reaches_pimq_resources(converged: nodes.Room, creds) -> None:
+def test_worker_user_only_reaches_pimq_resources(room: nodes.Room, converged, creds) -> None:
     """On every student vhost of the head: pimq-worker reaches pimq.tasks, but can
     neither read a student's own queue nor declare a queue outside ``pimq.``."""
-    room = converged
     counts = {"pimq.tasks reached": 0, "student's queue read refused": 0,
               "non-pimq queue declare refused": 0}  # fmt: skip
     problems = []
@@ -250,8 +246,9 @@ def test_worker_user_only_reaches_pimq_resources(converged: nodes.Room, creds) -
     assert not problems, "\n".join(problems)
 
 
-def test_management_api_shows_a_student_only_their_vhost(converged: nodes.Room, creds) -> None:
-    room = converged
+def test_management_api_shows_a_student_only_their_vhost(
+    room: nodes.Room, converged, creds
+) -> None:
     url = f"http://{room.ips[room.head]}:15672/api"
     problems = []
     for name in jobs.STUDENTS:
@@ -277,8 +274,7 @@ def test_management_api_shows_a_student_only_their_vhost(converged: nodes.Room, 
     assert not problems, "\n".join(problems)
 
 
-def test_worker_sandbox(converged: nodes.Room) -> None:
-    room = converged
+def test_worker_sandbox(room: nodes.Room, converged) -> None:
     problems = []
     for node in room.workers:
         jobs.wait_worker_active(node)

@@ -7,49 +7,41 @@ count must be grep's. Then the same while a worker Pi is killed mid-job.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
+from pathlib import Path
 
-import nodes
 import pytest
+from support import jobs, nodes
 
-DATA = nodes.REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 COPIES = 40
+STUDENT = "alice"
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def corpus(room: nodes.Room, converged) -> tuple[str, int]:
+def corpus(room: nodes.Room, converged, shakespeare: Path) -> tuple[str, int]:
     """The corpus in alice's home on the head; and grep's count of `more` in it."""
-    if not DATA.exists():
-        pytest.skip(f"no test data at {DATA}")
-    text = DATA.read_bytes() * COPIES
+    text = shakespeare.read_bytes() * COPIES
     grep = subprocess.run(
         ["grep", "-ow", "more"], input=text, capture_output=True, env={"LC_ALL": "C.UTF-8"}
     )
     expected = len(grep.stdout.splitlines())
     assert expected > 0
-    ssh = ["ssh", "-i", str(room.key), *nodes.SSH_OPTIONS, f"alice@{room.ips[room.head]}"]
+    ssh = ["ssh", "-i", str(room.key), *nodes.SSH_OPTIONS, f"{STUDENT}@{room.ips[room.head]}"]
     subprocess.run([*ssh, "cat > corpus.txt"], input=text, check=True, timeout=120)
     return "corpus.txt", expected
 
 
-def run_job(room: nodes.Room, *args: str) -> subprocess.Popen[str]:
+def run_job(room: nodes.Room, *args: str) -> jobs.Job:
     """`pimq run ... --json` as alice on the head, over SSH, in the background."""
-    command = "pimq run " + " ".join(args) + " --json"
-    return subprocess.Popen(
-        ["ssh", "-i", str(room.key), *nodes.SSH_OPTIONS, f"alice@{room.ips[room.head]}", command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return jobs.start(room, STUDENT, *args)
 
 
-def outcome(job: subprocess.Popen[str], timeout: float = 600) -> dict:
-    out, err = job.communicate(timeout=timeout)
-    assert job.returncode == 0, f"pimq run failed ({job.returncode}): {err}"
-    return json.loads(out)
+def outcome(job: jobs.Job, timeout: float = 600) -> dict:
+    job.wait(timeout=timeout)
+    assert job.rc == 0, f"pimq run failed ({job.rc}): {job.err}"
+    return job.doc
 
 
 def test_wordcount_of_the_45MB_corpus_equals_grep(room: nodes.Room, corpus) -> None:
@@ -90,12 +82,12 @@ def test_wordcount_survives_a_worker_pi_killed_mid_job(room: nodes.Room, corpus)
     job = run_job(room, "wordcount", "--word", "more", path, "--shards", "64")
     try:
         time.sleep(5)
-        assert job.poll() is None, "the job ended although the frozen Pi held shards"
+        assert job.proc.poll() is None, "the job ended although the frozen Pi held shards"
         docker("kill", nodes.container(victim))
         doc = outcome(job)
     finally:
-        if job.poll() is None:
-            job.kill()
+        if job.proc.poll() is None:
+            job.proc.kill()
         docker("start", nodes.container(victim))
     assert doc["result"] == expected
     assert sum(doc["workers"].values()) == doc["shards"] == 64

@@ -8,11 +8,14 @@ say() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 key=.classroom/${PIMQ_CLASSROOM:-pimq}/id_ed25519
 head=$(awk '/^    head:/{h=1} h && /ansible_host:/{print $2; exit}' "${PIMQ_INVENTORY:-inventory/local}/hosts.yml")
 ssh_student() { ssh -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$@"; }
-data=${PIMQ_DEMO_DATA:-../shared/data/tinyshakespeare.txt}
-[ -f "$data" ] || { echo "no $data: set PIMQ_DEMO_DATA to a text file" >&2; exit 2; }
+# The repository's sample corpus (data/README.md); PIMQ_DEMO_DATA counts in another text.
+data=${PIMQ_DEMO_DATA:-data/tinyshakespeare.txt}
+[ -f "$data" ] || { echo "no $data: restore it (git checkout -- data/) or set PIMQ_DEMO_DATA to a text file" >&2; exit 2; }
 
 say "alice logs in to the head node ($head) and makes the 45 MB corpus"
 for _ in $(seq 40); do cat "$data"; done | ssh_student "alice@$head" 'cat > corpus.txt && ls -l corpus.txt'
 expected=$(for _ in $(seq 40); do cat "$data"; done | LC_ALL=C.UTF-8 grep -ow more | wc -l)
 say "alice runs: pimq run wordcount --word more corpus.txt   (grep -ow says: $expected)"
-ssh_student -t "alice@$head" 'pimq run wordcount --word more corpus.txt'
+out=$(ssh_student -t "alice@$head" 'pimq run wordcount --word more corpus.txt' | tee /dev/stderr)
+grep -q "occurs $expected times" <<<"$out" || { say "pimq's answer is not grep's ($expected)"; exit 1; }
+say "pimq and grep agree: $expected"

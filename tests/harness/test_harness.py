@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from support import nodes
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = nodes.REPO
 CLASSROOM = [sys.executable, str(REPO / "tests/harness/classroom.py")]
 pytestmark = pytest.mark.timeout(600)
 
@@ -34,16 +34,10 @@ def labelled(prefix: str, kind: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def inventory() -> dict[str, str]:
-    """The default classroom, up; host name → address from inventory/local."""
-    sh(*CLASSROOM, "up")
-    hosts = yaml.safe_load((REPO / "inventory/local/hosts.yml").read_text())
-    groups = hosts["all"]["children"]
-    return {
-        name: host["ansible_host"]
-        for group in ("head", "workers")
-        for name, host in groups[group]["hosts"].items()
-    }
+def inventory(room: nodes.Room) -> dict[str, str]:
+    """The simulated classroom every suite shares, up; host name → address from its
+    inventory (inventory/local)."""
+    return dict(room.ips)
 
 
 def ansible(pattern: str, *args: str) -> dict[str, dict]:
@@ -54,7 +48,7 @@ def ansible(pattern: str, *args: str) -> dict[str, dict]:
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
     }
     proc = subprocess.run(
-        [str(REPO / ".venv/bin/ansible"), pattern, "-i", str(REPO / "inventory/local"), *args],
+        [str(nodes.VENV_BIN / "ansible"), pattern, "-i", str(nodes.INVENTORY), *args],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]
@@ -81,7 +75,7 @@ def test_every_node_answers_ansible_over_ssh_as_pi_with_become(inventory: dict[s
 
 def test_systemd_is_pid1_and_healthy_everywhere(inventory: dict[str, str]) -> None:
     for node in inventory:
-        name = f"pimq-{node}"
+        name = nodes.container(node)
         assert sh("docker", "exec", name, "cat", "/proc/1/comm").stdout.strip() == "systemd"
         state = sh(
             "docker", "exec", name, "systemctl", "is-system-running", check=False
@@ -91,27 +85,36 @@ def test_systemd_is_pid1_and_healthy_everywhere(inventory: dict[str, str]) -> No
 
 def test_every_node_resolves_every_other_by_name(inventory: dict[str, str]) -> None:
     for node in inventory:
+        name = nodes.container(node)
         for other, ip in inventory.items():
-            got = sh("docker", "exec", f"pimq-{node}", "getent", "hosts", other).stdout.split()
+            got = sh("docker", "exec", name, "getent", "hosts", other).stdout.split()
             assert got and got[0] == ip, (node, other, got)
 
 
 def test_second_up_reuses_the_running_nodes(inventory: dict[str, str]) -> None:
-    before = {
-        n: json.loads(sh("docker", "inspect", f"pimq-{n}").stdout)[0]["Id"] for n in inventory
-    }
-    sh(*CLASSROOM, "up")
-    after = {n: json.loads(sh("docker", "inspect", f"pimq-{n}").stdout)[0]["Id"] for n in inventory}
-    assert before == after
+    def ids() -> dict[str, str]:
+        return {
+            n: json.loads(sh("docker", "inspect", nodes.container(n)).stdout)[0]["Id"]
+            for n in inventory
+        }
+
+    before = ids()
+    sh(*CLASSROOM, "up", "--prefix", nodes.PREFIX, "--inventory", str(nodes.INVENTORY))
+    assert ids() == before
 
 
 def test_teardown_leaves_nothing_behind(tmp_path: Path) -> None:
     prefix, inv = "pimqtd", tmp_path / "inv"
-    sh(*CLASSROOM, "up", "--prefix", prefix, "--workers", "1", "--inventory", str(inv))
+    down = [*CLASSROOM, "down", "--prefix", prefix, "--inventory", str(inv)]
+    try:
+        sh(*CLASSROOM, "up", "--prefix", prefix, "--workers", "1", "--inventory", str(inv))
+    except AssertionError:
+        sh(*down, check=False)  # a room that half came up is not left running
+        raise
     assert len(labelled(prefix, "container")) == 2
     assert (inv / "hosts.yml").exists()
     assert (REPO / ".classroom" / prefix / "id_ed25519").exists()
-    sh(*CLASSROOM, "down", "--prefix", prefix, "--inventory", str(inv))
+    sh(*down)
     assert labelled(prefix, "container") == []
     assert labelled(prefix, "network") == []
     assert not inv.exists()
@@ -143,3 +146,51 @@ def test_a_foreign_container_with_our_name_is_refused_not_removed(tmp_path: Path
             str(tmp_path / "inv"),
             check=False,
         )
+
+
+PROBE = """
+import pytest
+
+
+def test_passes_on_the_room(room):
+    assert room.head == "head"
+
+
+def test_fails_on_the_room(room):
+    assert room.head == "not the head", "failing on purpose: its journals must be kept"
+
+
+class TestOwnRoom:
+    @pytest.fixture
+    def room(self):
+        return "a fake room of the test's own, as the unit tests have"
+
+    def test_fails_with_its_own_room(self, room):
+        assert room == "the simulated classroom"
+"""
+
+
+def test_a_failed_classroom_test_keeps_every_nodes_journal(
+    inventory: dict[str, str], tmp_path: Path
+) -> None:
+    """The room plugin's pytest_runtest_makereport hook, in a pytest session of its own
+    on this room: the failed test leaves one journal per node; the passed one, and the
+    failed one whose ``room`` is a fixture of its own, leave nothing."""
+    (tmp_path / "test_probe.py").write_text(PROBE)
+    artifacts = tmp_path / "artifacts"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "PIMQ_ARTIFACTS": str(artifacts)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "support.room", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), "-q", str(tmp_path / "test_probe.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "2 failed, 1 passed" in proc.stdout, proc.stdout
+    kept = artifacts / "test_probe" / "test_fails_on_the_room"
+    assert [p.name for p in (artifacts / "test_probe").iterdir()] == [kept.name]
+    assert f"journals of {', '.join(inventory)} in {kept}" in proc.stdout, proc.stdout
+    assert sorted(p.name for p in kept.iterdir()) == sorted(f"{n}.journal" for n in inventory)
+    for node in inventory:
+        journal = (kept / f"{node}.journal").read_text(errors="replace")
+        assert " systemd[1]: " in journal and "not (fully) read" not in journal, journal[-500:]
+        assert f" {node} " in journal.splitlines()[-1], (node, journal.splitlines()[-1])

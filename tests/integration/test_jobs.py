@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import SHAKESPEARE, grep_count, run_json
+from support.helpers import grep_count, run_json
 
 
 @pytest.fixture
@@ -11,12 +11,12 @@ def worker(start_worker, student):
     return start_worker([student.vhost], processes=2)
 
 
-def test_wordcount_equals_grep(cli, worker, tmp_path):
-    doc = run_json(cli, "wordcount", "--word", "more", str(SHAKESPEARE), "--shards", "7")
-    assert doc["result"] == grep_count(SHAKESPEARE, "more")
+def test_wordcount_equals_grep(cli, worker, shakespeare):
+    doc = run_json(cli, "wordcount", "--word", "more", str(shakespeare), "--shards", "7")
+    assert doc["result"] == grep_count(shakespeare, "more")
     assert doc["shards"] == 7
     assert sum(doc["workers"].values()) == 7
-    assert doc["compute_seconds"] > 0 and doc["speedup"] > 0
+    assert doc["compute_seconds"] > 0 and doc["parallelism"] > 0
 
 
 def test_wordcount_top_and_ignore_case(cli, worker, tmp_path):
@@ -63,11 +63,11 @@ def test_custom_kind_from_jobs_dir(cli, student, start_worker, jobs_dir):
     assert "total length of the words" in out.stdout
 
 
-def test_text_output_shows_timings(cli, worker, tmp_path):
-    out = cli.run("run", "wordcount", "--word", "more", str(SHAKESPEARE), "--shards", "3")
+def test_text_output_shows_timings(cli, worker, shakespeare):
+    out = cli.run("run", "wordcount", "--word", "more", str(shakespeare), "--shards", "3")
     assert out.returncode == 0, out.stderr
-    assert f"'more' occurs {grep_count(SHAKESPEARE, 'more')} times" in out.stdout
-    assert "3 shard(s) in" in out.stderr and "speedup" in out.stderr
+    assert f"'more' occurs {grep_count(shakespeare, 'more')} times" in out.stdout
+    assert "3 shard(s) in" in out.stderr and "parallelism" in out.stderr
     assert "shards per worker:" in out.stderr
 
 

@@ -1,4 +1,9 @@
-"""Small helpers shared by the integration tests."""
+"""Helpers for the suites that drive the pimq CLI and worker against a broker
+(the integration tests: a private RabbitMQ from ``support.private_broker``).
+
+The worker's and the admin's passwords are made here, once per session, so the
+broker's definitions and the workers' configs agree without passing them around.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,16 @@ from pathlib import Path
 
 import pika
 
+from support import data
+
 WORKER_USER = "pimq-worker"
 WORKER_PASSWORD = "worker-" + secrets.token_hex(6)
 ADMIN_USER = "pimq-admin"
 ADMIN_PASSWORD = "admin-" + secrets.token_hex(6)
 
-SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
+# The repository's sample corpus. Tests that count in it take the ``shakespeare``
+# fixture (tests/conftest.py), which fails, naming the file, when it is missing.
+SHAKESPEARE = data.SHAKESPEARE
 
 
 def grep_count(path: Path, word: str) -> int:

@@ -1,4 +1,8 @@
-"""Running `pimq run ... --json` as a student on the chaos classroom's head, over SSH."""
+"""Running `pimq run ... --json` as a student on the classroom's head, over SSH.
+
+Shared by the classroom suite (a job with a Pi killed) and the chaos suite (jobs
+through faults, under load, as every student at once).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-import nodes
+from support import nodes
 
+# The simulated classroom's roster (tests/harness/classroom.py ROSTER): the chaos
+# suite runs jobs as each of them, on the same room the classroom suite checks.
 STUDENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 
 
@@ -49,9 +55,17 @@ class Job:
         return self.doc.get("duplicates", 0) if self.doc else 0
 
 
+# A class logging in together on a busy head: sshd forks a process per login and
+# the banner can take longer than the harness's usual 5 s on a loaded machine.
+# (A head that turns logins away, past MaxStartups, refuses at once: not masked.)
+LOGIN_TIMEOUT = ["-o", "ConnectTimeout=30"]  # before SSH_OPTIONS: ssh keeps the first value
+
+
 def start(room: nodes.Room, student: str, *args: str) -> Job:
+    """``pimq run ARGS --json`` as ``student`` on the head, over SSH, in the background."""
     command = "pimq run " + " ".join(shlex.quote(a) for a in args) + " --json"
-    argv = ["ssh", "-i", str(room.key), *nodes.SSH_OPTIONS, f"{student}@{room.ips[room.head]}"]
+    target = f"{student}@{room.ips[room.head]}"
+    argv = ["ssh", *LOGIN_TIMEOUT, "-i", str(room.key), *nodes.SSH_OPTIONS, target]
     proc = subprocess.Popen(
         [*argv, command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -1,8 +1,12 @@
 """Helpers to act on the simulated classroom: its nodes, its students, its playbooks.
 
-Reusable by every suite that runs on the classroom (put tests/classroom on sys.path and
-``import nodes``,
-or use the fixtures of ``tests/classroom/conftest.py``). Stdlib + PyYAML only.
+Every suite that runs on the classroom (harness, classroom, chaos) imports it as
+``from support import nodes``; the room itself, provisioned once per run, comes
+from the fixtures of ``support.room``. Stdlib + PyYAML only.
+
+Which room: ``PIMQ_INVENTORY`` (default ``inventory/local``, the one
+``tests/harness/classroom.py`` writes) and ``PIMQ_CLASSROOM``, the prefix of its
+containers (default ``pimq``).
 
 Secrets rule for helpers and tests alike: a password may travel on stdin or in
 this process's memory, never in a command line (ours would show up in ``ps``
@@ -28,6 +32,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("PIMQ_CLASSROOM", "pimq")
 INVENTORY = Path(os.environ.get("PIMQ_INVENTORY", REPO / "inventory" / "local")).resolve()
+#: The harness's files for this room (its SSH key, the provisioning record).
+STATE = REPO / ".classroom" / PREFIX
 VENV_BIN = Path(sys.executable).parent
 SSH_OPTIONS = [
     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -309,6 +315,24 @@ class PsSampler:
     def leaks(self, secrets: list[str]) -> list[str]:
         with self._lock:
             return sorted(line for line in self.lines if any(s and s in line for s in secrets))
+
+    def save(self, path: Path) -> None:
+        """What was seen, to a file: a later suite of the same run checks the same
+        converge's command lines without converging again (``support.provision``)."""
+        with self._lock:
+            doc = {
+                "nodes": list(self.nodes),
+                "interval": self.interval,
+                "samples": self.samples,
+                "lines": sorted(self.lines),
+            }
+        path.write_text(json.dumps(doc))
+
+    @classmethod
+    def load(cls, path: Path) -> PsSampler:
+        """A sampler as ``save`` left it (stopped: it only answers ``leaks``)."""
+        doc = json.loads(path.read_text())
+        return cls(tuple(doc["nodes"]), doc["interval"], set(doc["lines"]), dict(doc["samples"]))
 
 
 def find_secrets(text: str, secrets: list[str]) -> list[str]:

@@ -7,7 +7,8 @@ outlives it; users and vhosts loaded from a definitions file at boot
 ``^pimq\\.`` rights on every student vhost, an admin user, no ``guest``);
 ready when ``rabbitmqctl await_startup`` says so.
 
-Run it alone to poke at it: ``python tests/private_broker.py`` (Ctrl-C stops it).
+Run it alone to poke at it: ``PYTHONPATH=tests python -m support.private_broker``
+(Ctrl-C stops it).
 """
 
 from __future__ import annotations

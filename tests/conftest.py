@@ -1,0 +1,25 @@
+"""What every suite shares: the sample corpus, the simulated room, the suite report.
+
+pytest reads this file for any test under tests/ (``pythonpath = tests`` in
+pytest.ini puts ``support`` on the import path), so no suite edits ``sys.path``:
+
+- ``support.room``: the simulated classroom's fixtures (``room``, ``converged``,
+  ``converge_vars``, ``creds``) and the journals kept when a classroom test fails;
+- ``support.report``: one line per session for ``make test``'s table of suites.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import data
+
+pytest_plugins = ["support.room", "support.report"]
+
+
+@pytest.fixture(scope="session")
+def shakespeare() -> Path:
+    """The repository's sample corpus (data/tinyshakespeare.txt); a test that takes it
+    fails, naming the file, when it is missing, instead of testing less."""
+    return data.shakespeare()
