@@ -56,6 +56,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status(_student(args), args.json)
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from pimq.client.results import show_history
+
+    if args.limit is not None and args.limit < 1:
+        raise PimqError("--limit must be at least 1")
+    return show_history(None if args.all else args.limit, args.json)
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    from pimq.client.results import show_result
+
+    return show_result(args.job, args.json)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from pimq.client.connect import env
+
+    for line in env(args.config, args.host, args.password, sys.stdout.isatty()):
+        print(line)
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from pimq.client.sample import sample
 
@@ -144,6 +166,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[student], help="queues and workers of your vhost")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "env",
+        parents=[student],
+        help="shell exports for your own scripts (no password unless --password)",
+        description='Prints export lines for your shell: eval "$(pimq env)". In Python, '
+        "pimq.connect() needs none of them.",
+    )
+    p.add_argument(
+        "--password",
+        action="store_true",
+        help='add PIMQ_PASSWORD and AMQP_URL (only into a pipe: eval "$(pimq env --password)")',
+    )
+    p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser("history", help="your past jobs, newest first")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="show N jobs (20)")
+    p.add_argument("--all", action="store_true", help="show every job kept")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("result", help="the result and timings of a past job, again")
+    p.add_argument("job", metavar="JOB", help="a job id (or a unique prefix of it), or 'last'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_result)
 
     p = sub.add_parser(
         "sample",
