@@ -1,6 +1,6 @@
 """A private RabbitMQ for the integration tests, plus workers and CLI helpers.
 
-One broker per session (``tests/private_broker.py``, shared with the
+One broker per session (``tests/support/private_broker.py``, shared with the
 benchmarks), laid out as in production: one user per student vhost with all
 rights on it only, a ``pimq-worker`` user with ``^pimq\\.`` rights on every
 student vhost, an admin user, and no ``guest``. Tests isolate themselves by
@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import ADMIN_PASSWORD, WORKER_PASSWORD, WORKER_USER
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared broker
-from private_broker import Broker, Student, private_broker
+from support.helpers import ADMIN_PASSWORD, WORKER_PASSWORD, WORKER_USER
+from support.private_broker import Broker, Student, private_broker
 
 VHOSTS = 50
 REPO = Path(__file__).resolve().parents[2]
