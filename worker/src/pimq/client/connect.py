@@ -22,9 +22,13 @@ from urllib.parse import quote
 
 import pika
 
+from pimq.client import pika_compat
 from pimq.config import StudentConfig, load_student_config, student_config_path
 from pimq.errors import UsageError
 from pimq.protocol import amqp
+
+# the published tutorials' names of newer pika (pika_compat says which and why)
+pika_compat.backport(pika)
 
 
 def student(config: str | os.PathLike[str] | None = None, host: str | None = None) -> StudentConfig:
