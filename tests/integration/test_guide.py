@@ -40,6 +40,7 @@ def student_shell(cli, tmp_path: Path) -> tuple[dict[str, str], Path]:
         "HOME": str(home),
         "PIMQ_SAMPLES_DIR": str(REPO / "data"),
     }
+    env.pop("PYTHONUNBUFFERED", None)  # as in a student's shell: output order is pimq's own
     return env, home
 
 

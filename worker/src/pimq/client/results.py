@@ -62,7 +62,7 @@ def show_result(job: str, as_json: bool) -> int:
         return code or 0
     if d["status"] == "ok":
         if d["result_stored"]:
-            print(_render(d["kind"], d["result"], d["params"]))
+            print(_render(d["kind"], d["result"], d["params"]), flush=True)
         else:
             print(
                 f"pimq: the result of job {d['job']} was too large to keep in the history",

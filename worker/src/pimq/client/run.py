@@ -134,7 +134,7 @@ def run_job(kind: str, rest: list[str]) -> int:
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
         return 0
-    print(jobs.render(module, result, job_params))
+    print(jobs.render(module, result, job_params), flush=True)  # before the timings (stderr)
     workers = ", ".join(f"{w} {n}" for w, n in doc["workers"].items()) or "-"
     print(
         f"job {outcome.job}: {outcome.count} shard(s) in {outcome.wall:.2f} s, "
