@@ -52,7 +52,7 @@ def test_a_finished_job_reads_back(db: Path) -> None:
     assert d["args"] == ["--word", "more", "c.txt"] and d["params"] == {"word": "more"}
     assert d["shards"] == d["done_shards"] == 3
     assert d["wall_seconds"] == 1.25 and d["compute_seconds"] == 3.5
-    assert d["speedup"] == 2.8
+    assert d["parallelism"] == 2.8
     assert d["workers"] == {
         "pi01": {"shards": 2, "seconds": 1.5},
         "pi02": {"shards": 1, "seconds": 2.0},

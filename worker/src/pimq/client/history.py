@@ -271,7 +271,7 @@ class Entry:
             "done_shards": r["done_shards"],
             "wall_seconds": wall,
             "compute_seconds": compute,
-            "speedup": round(compute / wall, 3) if wall and compute is not None else None,
+            "parallelism": round(compute / wall, 3) if wall and compute is not None else None,
             "workers": workers,
             "duplicates": r["duplicates"],
             "result": json.loads(r["result"]) if r["result"] is not None else None,

@@ -79,10 +79,12 @@ def show_result(job: str, as_json: bool) -> int:
     if d["wall_seconds"] is not None:
         done = d["done_shards"]
         of = f"{done} of {d['shards']}" if done != d["shards"] else f"{d['shards']}"
-        speedup = f", speedup {d['speedup']:.2f}x" if d["speedup"] is not None else ""
+        parallelism = (
+            f", parallelism {d['parallelism']:.2f}x" if d["parallelism"] is not None else ""
+        )
         print(
             f"{of} shard(s) in {d['wall_seconds']:.2f} s, "
-            f"compute {d['compute_seconds']:.2f} s{speedup}",
+            f"shard compute {d['compute_seconds']:.2f} s{parallelism}",
             file=err,
         )
         workers = ", ".join(
