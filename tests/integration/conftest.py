@@ -23,7 +23,7 @@ import pytest
 from support.helpers import ADMIN_PASSWORD, WORKER_PASSWORD, WORKER_USER
 from support.private_broker import Broker, Student, private_broker
 
-VHOSTS = 50
+VHOSTS = 100  # one per test that takes a student, with room to spare
 REPO = Path(__file__).resolve().parents[2]
 
 
