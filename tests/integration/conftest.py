@@ -23,7 +23,7 @@ import pytest
 from support.helpers import ADMIN_PASSWORD, WORKER_PASSWORD, WORKER_USER
 from support.private_broker import Broker, Student, private_broker
 
-VHOSTS = 50
+VHOSTS = 100  # one per test that takes a student, with room to spare
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +37,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     base = tmp_path_factory.mktemp("rabbit") / "node"
     with private_broker(
-        base, VHOSTS, admin_password=ADMIN_PASSWORD, worker_password=WORKER_PASSWORD
+        base,
+        VHOSTS,
+        admin_password=ADMIN_PASSWORD,
+        worker_password=WORKER_PASSWORD,
+        management=True,
     ) as b:
         yield b
 
@@ -51,6 +55,7 @@ def write_student_config(broker: Broker, student: Student, path: Path) -> Path:
     path.write_text(
         f"host: 127.0.0.1\nport: {broker.port}\nvhost: {student.vhost}\n"
         f'user: {student.user}\npassword: "{student.password}"\n'
+        f"management_port: {broker.management_port}\n"
     )
     path.chmod(0o600)
     return path

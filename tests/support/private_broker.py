@@ -65,6 +65,8 @@ class Broker:
     worker_password: str = field(repr=False)
     version: str = "?"
     server_pid: int = 0
+    #: the management API's port (0: the plugin is off)
+    management_port: int = 0
     taken: int = 0
 
     def url(self, vhost: str) -> str:
@@ -110,9 +112,10 @@ class Broker:
         self.ctl("await_startup", "--timeout", "60")
 
     def student_config(self, student: Student, path: Path) -> Path:
+        management = f"management_port: {self.management_port}\n" if self.management_port else ""
         path.write_text(
             f"host: 127.0.0.1\nport: {self.port}\nvhost: {student.vhost}\n"
-            f'user: {student.user}\npassword: "{student.password}"\n'
+            f'user: {student.user}\npassword: "{student.password}"\n{management}'
         )
         path.chmod(0o600)
         return path
@@ -129,7 +132,9 @@ class Broker:
         return path
 
 
-def _definitions(students: list[Student], admin_pw: str, worker_pw: str) -> dict:
+def _definitions(
+    students: list[Student], admin_pw: str, worker_pw: str, student_tags: list[str]
+) -> dict:
     def user(name: str, password: str, tags: list[str]) -> dict:
         return {
             "name": name,
@@ -142,7 +147,7 @@ def _definitions(students: list[Student], admin_pw: str, worker_pw: str) -> dict
     users = [user(ADMIN_USER, admin_pw, ["administrator"]), user(WORKER_USER, worker_pw, [])]
     permissions = []
     for s in students:
-        users.append(user(s.user, s.password, []))
+        users.append(user(s.user, s.password, student_tags))
         permissions += [
             {"user": s.user, "vhost": s.vhost, **everything},
             {
@@ -198,11 +203,14 @@ def private_broker(
     extra_conf: tuple[str, ...] = (),
     admin_password: str | None = None,
     worker_password: str | None = None,
+    management: bool = False,
 ) -> Iterator[Broker]:
     """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after.
 
     ``extra_conf``: more ``rabbitmq.conf`` lines (experiments, e.g. ``frame_max``);
-    the admin's and the worker's passwords are random unless given."""
+    the admin's and the worker's passwords are random unless given. ``management``:
+    the management plugin on a private loopback port, students tagged ``management``
+    as the playbooks tag them (off by default: the benchmarks measure without it)."""
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
@@ -211,8 +219,17 @@ def private_broker(
     ]
     admin_pw = admin_password or "admin-" + secrets.token_hex(6)
     worker_pw = worker_password or "worker-" + secrets.token_hex(6)
-    (base / "definitions.json").write_text(json.dumps(_definitions(students, admin_pw, worker_pw)))
-    (base / "enabled_plugins").write_text("[].\n")
+    tags = ["management"] if management else []
+    (base / "definitions.json").write_text(
+        json.dumps(_definitions(students, admin_pw, worker_pw, tags))
+    )
+    (base / "enabled_plugins").write_text("[rabbitmq_management].\n" if management else "[].\n")
+    management_port = free_port() if management else 0
+    management_conf = (
+        [f"management.tcp.port = {management_port}", "management.tcp.ip = 127.0.0.1"]
+        if management
+        else []
+    )
     (base / "rabbitmq-env.conf").write_text("")
     port, epmd_port = free_port(), free_port()
     (base / "rabbitmq.conf").write_text(
@@ -226,6 +243,7 @@ def private_broker(
                 "vm_memory_high_watermark.relative = 0.3",
                 "log.console = false",
                 "log.file.level = warning",
+                *management_conf,
                 *extra_conf,
                 "",
             ]
@@ -248,6 +266,7 @@ def private_broker(
         "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
     }
     broker = Broker(node, port, env, base, students, admin_pw, worker_pw)
+    broker.management_port = management_port
     epmd: subprocess.Popen | None = None
     server: subprocess.Popen | None = None
     try:

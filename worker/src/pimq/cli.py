@@ -56,6 +56,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status(_student(args), args.json)
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from pimq.client.results import show_history
+
+    if args.limit is not None and args.limit < 1:
+        raise PimqError("--limit must be at least 1")
+    return show_history(None if args.all else args.limit, args.json)
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    from pimq.client.results import show_result
+
+    return show_result(args.job, args.json)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from pimq.client.connect import env
+
+    for line in env(args.config, args.host, args.password, sys.stdout.isatty()):
+        print(line)
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from pimq.client.sample import sample
 
@@ -65,31 +87,58 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import send
 
-    return send(_student(args), args.queue, args.message)
+    return send(_student(args), args.queue, args.message, args.durable, args.heartbeat)
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import receive
 
-    return receive(_student(args), args.queue, args.count, args.timeout)
+    return receive(
+        _student(args), args.queue, args.count, args.timeout, args.durable, args.heartbeat
+    )
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import publish
 
-    return publish(_student(args), args.exchange, args.message)
+    return publish(
+        _student(args), args.exchange, args.message, args.routing_key, args.type, args.heartbeat
+    )
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import subscribe
 
-    return subscribe(_student(args), args.exchange, args.count, args.timeout)
+    return subscribe(
+        _student(args),
+        args.exchange,
+        args.count,
+        args.timeout,
+        args.bind,
+        args.type,
+        args.heartbeat,
+    )
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import queue_admin
 
-    return queue_admin(_student(args), args.action, args.names)
+    return queue_admin(_student(args), args.action, args.names, args.heartbeat)
+
+
+def cmd_rpc(args: argparse.Namespace) -> int:
+    from pimq.lab.verbs import rpc_call, rpc_serve
+
+    if args.role == "serve":
+        if args.requests:
+            raise PimqError("pimq rpc serve takes no requests (pimq rpc call QUEUE REQUEST...)")
+        return rpc_serve(
+            _student(args), args.queue, args.function, args.count, args.timeout, args.heartbeat
+        )
+    if not args.requests:
+        raise PimqError("pimq rpc call needs at least one REQUEST")
+    timeout = 30.0 if args.timeout is None else args.timeout
+    return rpc_call(_student(args), args.queue, args.requests, timeout, args.heartbeat)
 
 
 def cmd_lab_worker(args: argparse.Namespace) -> int:
@@ -104,6 +153,8 @@ def cmd_lab_worker(args: argparse.Namespace) -> int:
         args.prefetch,
         args.count,
         args.timeout,
+        args.durable,
+        args.heartbeat,
     )
 
 
@@ -119,6 +170,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="config file (default $PIMQ_CONFIG or ~/.config/pimq/config.yaml)"
     )
     student.add_argument("--host", help="broker host, e.g. a buddy's Pi (overrides the config)")
+    student.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        metavar="S",
+        help="AMQP heartbeat in seconds, 0 = none (30)",
+    )
+    durability = argparse.ArgumentParser(add_help=False)
+    group = durability.add_mutually_exclusive_group()
+    group.add_argument(
+        "--durable",
+        dest="durable",
+        action="store_true",
+        default=True,
+        help="declare a new queue durable: it survives a broker restart (default)",
+    )
+    group.add_argument(
+        "--transient",
+        dest="durable",
+        action="store_false",
+        help="declare a new queue transient, its messages too: a broker restart loses them "
+        "(where the release permits it: RabbitMQ < 4.0)",
+    )
+    exchange_type = argparse.ArgumentParser(add_help=False)
+    exchange_type.add_argument(
+        "--type",
+        choices=["fanout", "direct", "topic"],
+        help="type of a new exchange (default: topic with a routing key, else fanout)",
+    )
     limits = argparse.ArgumentParser(add_help=False)
     limits.add_argument("--count", type=int, help="stop after this many messages")
     limits.add_argument("--timeout", type=float, help="stop after this many idle seconds")
@@ -146,6 +226,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
+        "env",
+        parents=[student],
+        help="shell exports for your own scripts (no password unless --password)",
+        description='Prints export lines for your shell: eval "$(pimq env)". In Python, '
+        "pimq.connect() needs none of them.",
+    )
+    p.add_argument(
+        "--password",
+        action="store_true",
+        help='add PIMQ_PASSWORD and AMQP_URL (only into a pipe: eval "$(pimq env --password)")',
+    )
+    p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser("history", help="your past jobs, newest first")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="show N jobs (20)")
+    p.add_argument("--all", action="store_true", help="show every job kept")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("result", help="the result and timings of a past job, again")
+    p.add_argument("job", metavar="JOB", help="a job id (or a unique prefix of it), or 'last'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_result)
+
+    p = sub.add_parser(
         "sample",
         help="the course's sample data: pimq sample shakespeare --copies 40 > corpus.txt",
     )
@@ -153,34 +258,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copies", type=int, default=1, metavar="N", help="write it N times over (1)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("send", parents=[student], help="send MESSAGE to QUEUE")
+    p = sub.add_parser("send", parents=[student, durability], help="send MESSAGE to QUEUE")
     p.add_argument("queue")
     p.add_argument("message")
     p.set_defaults(func=cmd_send)
 
-    p = sub.add_parser("receive", parents=[student, limits], help="print messages of QUEUE")
+    p = sub.add_parser(
+        "receive", parents=[student, limits, durability], help="print messages of QUEUE"
+    )
     p.add_argument("queue")
     p.set_defaults(func=cmd_receive)
 
-    p = sub.add_parser("publish", parents=[student], help="publish MESSAGE to a fanout EXCHANGE")
+    p = sub.add_parser(
+        "publish", parents=[student, exchange_type], help="publish MESSAGE to EXCHANGE"
+    )
     p.add_argument("exchange")
     p.add_argument("message")
+    p.add_argument(
+        "--routing-key", default="", metavar="KEY", help="routing key, e.g. kern.critical"
+    )
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser(
-        "subscribe", parents=[student, limits], help="print what is published to EXCHANGE"
+        "subscribe",
+        parents=[student, limits, exchange_type],
+        help="print what is published to EXCHANGE",
     )
     p.add_argument("exchange")
+    p.add_argument(
+        "--bind",
+        action="append",
+        metavar="KEY",
+        help="bind with this key (topic: * one word, # any words); repeatable",
+    )
     p.set_defaults(func=cmd_subscribe)
 
-    p = sub.add_parser("queue", parents=[student], help="purge, delete or list queues")
+    p = sub.add_parser("queue", parents=[student], help="list, purge or delete queues")
     p.add_argument("action", choices=["purge", "delete", "list"])
     p.add_argument("names", nargs="*", metavar="QUEUE")
     p.set_defaults(func=cmd_queue)
 
     p = sub.add_parser(
-        "lab-worker",
+        "rpc",
         parents=[student, limits],
+        help="request-reply: pimq rpc serve QUEUE | pimq rpc call QUEUE REQUEST...",
+    )
+    p.add_argument("role", choices=["serve", "call"])
+    p.add_argument("queue", metavar="QUEUE")
+    p.add_argument("requests", nargs="*", metavar="REQUEST")
+    p.add_argument(
+        "--function",
+        choices=["fib", "upper", "echo"],
+        default="fib",
+        help="what serve computes (fib)",
+    )
+    p.set_defaults(func=cmd_rpc)
+
+    p = sub.add_parser(
+        "lab-worker",
+        parents=[student, limits, durability],
         help="the lab's lossy worker (acks and fair dispatch)",
     )
     p.add_argument("queue")

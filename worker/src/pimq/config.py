@@ -38,6 +38,13 @@ class StudentConfig:
     password: str = field(repr=False)
     host: str = "localhost"
     port: int = 5672
+    #: the broker's management API (``pimq queue list``): ``management_url``
+    #: when the config gives one, else http on ``host``:``management_port``
+    management_port: int = 15672
+    management_url: str = ""
+
+    def management_base(self) -> str:
+        return (self.management_url or f"http://{self.host}:{self.management_port}").rstrip("/")
 
     def where(self) -> tuple[str, int, str, str]:
         """(host, port, vhost, user): what error messages name."""
@@ -133,11 +140,22 @@ def load_student_config(path: Path, host: str | None = None) -> StudentConfig:
             f"it holds your password: run chmod 600 {path}"
         )
     data = _load_mapping(path)
-    _check_keys(path, data, {"vhost", "user", "password"}, {"host", "port"})
+    _check_keys(
+        path,
+        data,
+        {"vhost", "user", "password"},
+        {"host", "port", "management_port", "management_url"},
+    )
+    management_url = _str(path, data, "management_url") if "management_url" in data else ""
+    if management_url and not management_url.startswith(("http://", "https://")):
+        raise ConfigError(f"config file {path}: management_url must be an http(s) URL")
     return StudentConfig(
         vhost=_str(path, data, "vhost"),
         user=_str(path, data, "user"),
         password=_str(path, data, "password"),
         host=host or (_str(path, data, "host") if "host" in data else "localhost"),
         port=_int(path, data, "port", 5672, 1, 65535),
+        management_port=_int(path, data, "management_port", 15672, 1, 65535),
+        # a buddy's broker (--host) has its own management API, or none
+        management_url="" if host else management_url,
     )

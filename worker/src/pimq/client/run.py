@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from pimq import jobs
 from pimq.client.controller import Controller, JobOutcome
+from pimq.client.history import Recorder
 from pimq.client.state import track_job, untrack_job
 from pimq.config import load_student_config, student_config_path
-from pimq.errors import UsageError
+from pimq.errors import PimqError, UsageError
 
 # More shards than this only adds overhead (and takes minutes to publish).
 MAX_SHARDS = 10_000
@@ -91,19 +93,48 @@ def run_job(kind: str, rest: list[str]) -> int:
     controller = Controller(
         cfg, kind, params_json, make_bodies, args.timeout, progress=not args.json
     )
+    recorder = Recorder()
+    recorder.start(
+        controller.job, kind, list(rest), job_params, cfg.vhost, f"{cfg.host}:{cfg.port}"
+    )
     track_job(controller.job, kind)
+    started = time.monotonic()
     try:
         outcome = controller.run()
+        values = [outcome.results[i].value for i in range(outcome.count)]
+        result = module.join(values, job_params)
+    except BaseException as exc:
+        code = exc.exit_code if isinstance(exc, PimqError) else 130
+        if not isinstance(exc, (PimqError, KeyboardInterrupt)):
+            code = 1  # the kind's join raised: the job failed
+        recorder.finish(
+            controller.job,
+            code,
+            error=str(exc) or type(exc).__name__,
+            shards=controller.count,
+            results=controller.results,
+            wall=time.monotonic() - started,
+            duplicates=controller.duplicates,
+        )
+        raise
     finally:
         untrack_job(controller.job)
-    values = [outcome.results[i].value for i in range(outcome.count)]
-    result = module.join(values, job_params)
+    recorder.finish(
+        controller.job,
+        0,
+        shards=outcome.count,
+        results=outcome.results,
+        wall=outcome.wall,
+        duplicates=outcome.duplicates,
+        result=result,
+        has_result=True,
+    )
     doc = summary(kind, job_params, outcome, result)
     if args.json:
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
         return 0
-    print(jobs.render(module, result, job_params))
+    print(jobs.render(module, result, job_params), flush=True)  # before the timings (stderr)
     workers = ", ".join(f"{w} {n}" for w, n in doc["workers"].items()) or "-"
     print(
         f"job {outcome.job}: {outcome.count} shard(s) in {outcome.wall:.2f} s, "

@@ -1,28 +1,36 @@
 """The classic RabbitMQ teaching lab, confined to the student's own vhost.
 
 Every verb uses the student's credentials, so it can only touch their vhost.
-Queues are declared durable and exchanges fanout+durable when they do not
-exist yet; existing ones are used as they are.
+Queues are declared durable (``--transient``: not, where the broker's release
+permits it) and exchanges durable, fanout or topic, when they do not exist
+yet; existing ones are used as they are. Every verb prints one line per
+message; ``--count``/``--timeout`` end the waiting ones.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pika
 import pika.exceptions as px
 
+from pimq.client import management
 from pimq.client.state import jobs_state_dir
 from pimq.config import StudentConfig
-from pimq.errors import BrokerError, UsageError
+from pimq.errors import BrokerError, JobTimeout, UsageError
 from pimq.protocol import topology
 from pimq.protocol.session import Session
 
 #: the lab's messages: persistent text, as in the RabbitMQ tutorials
 LAB_MESSAGE = pika.BasicProperties(delivery_mode=topology.PERSISTENT, content_type="text/plain")
+#: messages to a transient queue: transient too (they could not outlive it)
+TRANSIENT_MESSAGE = pika.BasicProperties(
+    delivery_mode=topology.TRANSIENT, content_type="text/plain"
+)
 
 
 def _out(text: str) -> None:
@@ -41,9 +49,26 @@ def _remember_queue(queue: str) -> None:
         pass
 
 
-def ensure_queue(s: Session, queue: str) -> None:
-    """Declare ``queue`` durable unless it exists; remember it for ``queue list``."""
-    s.ensure_queue(queue)
+#: the first RabbitMQ release that deprecates transient non-exclusive queues
+#: (deprecated feature ``transient_nonexcl_queues``)
+TRANSIENT_DEPRECATED_FROM = (4, 0)
+
+
+def transient_allowed(version: tuple[int, ...]) -> bool:
+    return version < TRANSIENT_DEPRECATED_FROM
+
+
+def ensure_queue(s: Session, queue: str, durable: bool = True) -> None:
+    """Declare ``queue`` (durable unless told) unless it exists; remember it."""
+    if not durable and s.probe_queue(queue) is None:
+        version = s.server_version()
+        if not transient_allowed(version):
+            release = ".".join(map(str, version))
+            raise UsageError(
+                f"RabbitMQ {release} deprecates transient (non-durable) queues: "
+                "on this broker a queue that outlives its connection is durable (--durable)"
+            )
+    s.ensure_queue(queue, durable)
     _remember_queue(queue)
 
 
@@ -60,7 +85,12 @@ def _wrap(fn: Any) -> Any:
             return fn(*args, **kwargs)
         except px.ChannelClosedByBroker as exc:
             raise BrokerError(f"the broker refused: {exc.reply_text}") from None
-        except (px.AMQPConnectionError, px.ConnectionClosed, px.StreamLostError):
+        except px.StreamLostError as exc:
+            raise BrokerError(
+                f"lost the connection to the broker (StreamLostError: {exc}); "
+                "a process that blocks longer than its --heartbeat misses heartbeats"
+            ) from None
+        except (px.AMQPConnectionError, px.ConnectionClosed):
             raise BrokerError("lost the connection to the broker") from None
 
     wrapper.__name__ = fn.__name__
@@ -69,11 +99,14 @@ def _wrap(fn: Any) -> Any:
 
 
 @_wrap
-def send(cfg: StudentConfig, queue: str, message: str) -> int:
-    with Session(cfg, "pimq send") as s:
-        ensure_queue(s, queue)
+def send(
+    cfg: StudentConfig, queue: str, message: str, durable: bool = True, heartbeat: int = 30
+) -> int:
+    with Session(cfg, "pimq send", heartbeat) as s:
+        ensure_queue(s, queue, durable)
         s.ch.confirm_delivery()
-        s.ch.basic_publish("", queue, message.encode(), LAB_MESSAGE)
+        props = LAB_MESSAGE if durable else TRANSIENT_MESSAGE
+        s.ch.basic_publish("", queue, message.encode(), props)
     _out(f" [x] Sent {message!r} to queue {queue}")
     return 0
 
@@ -92,10 +125,15 @@ def _consume(
 
 @_wrap
 def receive(
-    cfg: StudentConfig, queue: str, count: int | None = None, timeout: float | None = None
+    cfg: StudentConfig,
+    queue: str,
+    count: int | None = None,
+    timeout: float | None = None,
+    durable: bool = True,
+    heartbeat: int = 30,
 ) -> int:
-    with Session(cfg, "pimq receive") as s:
-        ensure_queue(s, queue)
+    with Session(cfg, "pimq receive", heartbeat) as s:
+        ensure_queue(s, queue, durable)
         if count is None:
             _out(f" [*] Waiting for messages in {queue}. To exit press CTRL+C")
         for method, _props, body in _consume(s, queue, False, count, timeout):
@@ -105,44 +143,99 @@ def receive(
     return 0
 
 
+def _exchange_kind(kind: str | None, keyed: bool) -> str:
+    """The type of an exchange declared here: as asked, else topic for keyed use."""
+    return kind or ("topic" if keyed else "fanout")
+
+
 @_wrap
-def publish(cfg: StudentConfig, exchange: str, message: str) -> int:
-    with Session(cfg, "pimq publish") as s:
-        s.ensure_exchange(exchange)
+def publish(
+    cfg: StudentConfig,
+    exchange: str,
+    message: str,
+    routing_key: str = "",
+    kind: str | None = None,
+    heartbeat: int = 30,
+) -> int:
+    with Session(cfg, "pimq publish", heartbeat) as s:
+        s.ensure_exchange(exchange, _exchange_kind(kind, bool(routing_key)))
         s.ch.confirm_delivery()
-        s.ch.basic_publish(exchange, "", message.encode(), LAB_MESSAGE)
-    _out(f" [x] Published {message!r} to exchange {exchange}")
+        s.ch.basic_publish(exchange, routing_key, message.encode(), LAB_MESSAGE)
+    key = f" with routing key {routing_key}" if routing_key else ""
+    _out(f" [x] Published {message!r} to exchange {exchange}{key}")
     return 0
 
 
 @_wrap
 def subscribe(
-    cfg: StudentConfig, exchange: str, count: int | None = None, timeout: float | None = None
+    cfg: StudentConfig,
+    exchange: str,
+    count: int | None = None,
+    timeout: float | None = None,
+    binds: list[str] | None = None,
+    kind: str | None = None,
+    heartbeat: int = 30,
 ) -> int:
-    with Session(cfg, "pimq subscribe") as s:
-        s.ensure_exchange(exchange)
+    """Print what reaches ``exchange`` (with ``--bind KEY``: what matches KEY)."""
+    binds = binds or []
+    with Session(cfg, "pimq subscribe", heartbeat) as s:
+        s.ensure_exchange(exchange, _exchange_kind(kind, bool(binds)))
         queue = s.ch.queue_declare(queue="", exclusive=True).method.queue
-        s.ch.queue_bind(queue=queue, exchange=exchange)
-        _out(f" [*] Subscribed to {exchange}. To exit press CTRL+C")
-        for _method, _props, body in _consume(s, queue, True, count, timeout):
-            _out(f" [x] {body.decode('utf-8', 'replace')}")
+        for key in binds or [""]:
+            s.ch.queue_bind(queue=queue, exchange=exchange, routing_key=key)
+        what = f" ({', '.join(binds)})" if binds else ""
+        _out(f" [*] Subscribed to {exchange}{what}. To exit press CTRL+C")
+        for method, _props, body in _consume(s, queue, True, count, timeout):
+            text = body.decode("utf-8", "replace")
+            _out(f" [x] {method.routing_key}: {text}" if binds else f" [x] {text}")
         s.ch.cancel()
     return 0
 
 
+def _flags(q: management.QueueInfo) -> str:
+    flags = ["durable" if q.durable else "transient"]
+    if q.exclusive:
+        flags.append("exclusive")
+    if q.auto_delete:
+        flags.append("auto-delete")
+    return ",".join(flags)
+
+
+def _list_queues(cfg: StudentConfig, s: Session, names: list[str]) -> int:
+    """Every queue of the vhost (the management API), counts read live over AMQP."""
+    try:
+        listed = management.list_queues(cfg)
+    except management.ManagementUnavailable as exc:
+        if names:
+            listed = []
+        else:
+            print(
+                f"pimq: management API unavailable ({exc}); showing only the queues pimq knows of",
+                file=sys.stderr,
+            )
+            listed = []
+            names = [topology.TASKS, topology.DEAD, *remembered_queues()]
+    info = {q.name: q for q in listed}
+    wanted = list(dict.fromkeys(names)) if names else list(info)
+    _out(f"{'queue':<40} {'messages':>9} {'consumers':>9}  kind")
+    for name in wanted:
+        q = info.get(name)
+        found = s.probe_queue(name) if not (q and q.exclusive) else None
+        if found is None and q is not None:
+            found = (q.messages, q.consumers)  # exclusive to another connection
+        if found is None:
+            _out(f"{name:<40} {'(none)':>9}")
+        else:
+            kind = _flags(q) if q else "-"
+            _out(f"{name:<40} {found[0]:>9} {found[1]:>9}  {kind}")
+    return 0
+
+
 @_wrap
-def queue_admin(cfg: StudentConfig, action: str, names: list[str]) -> int:
-    with Session(cfg, f"pimq queue {action}") as s:
+def queue_admin(cfg: StudentConfig, action: str, names: list[str], heartbeat: int = 30) -> int:
+    with Session(cfg, f"pimq queue {action}", heartbeat) as s:
         if action == "list":
-            names = names or [topology.TASKS, topology.DEAD, *remembered_queues()]
-            _out(f"{'queue':<40} {'messages':>9} {'consumers':>9}")
-            for name in dict.fromkeys(names):
-                found = s.probe_queue(name)
-                if found is None:
-                    _out(f"{name:<40} {'(none)':>9}")
-                else:
-                    _out(f"{name:<40} {found[0]:>9} {found[1]:>9}")
-            return 0
+            return _list_queues(cfg, s, names)
         if not names:
             raise UsageError(f"pimq queue {action} needs a queue name")
         for name in names:
@@ -157,6 +250,107 @@ def queue_admin(cfg: StudentConfig, action: str, names: list[str]) -> int:
     return 0
 
 
+#: what ``pimq rpc serve`` can compute for a request
+def fib(n: int) -> int:
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+
+RPC_FUNCTIONS: dict[str, Callable[[str], str]] = {
+    "fib": lambda text: str(fib(int(text))),
+    "upper": str.upper,
+    "echo": lambda text: text,
+}
+RPC_MAX_FIB = 10_000
+
+
+def _rpc_answer(function: str, text: str) -> str:
+    if function == "fib":
+        try:
+            n = int(text)
+        except ValueError:
+            return f"error: fib needs a whole number, got {text!r}"
+        if not 0 <= n <= RPC_MAX_FIB:
+            return f"error: fib needs 0 <= n <= {RPC_MAX_FIB}"
+    return RPC_FUNCTIONS[function](text)
+
+
+@_wrap
+def rpc_serve(
+    cfg: StudentConfig,
+    queue: str,
+    function: str = "fib",
+    count: int | None = None,
+    timeout: float | None = None,
+    heartbeat: int = 30,
+) -> int:
+    """Answer requests on ``queue``: the reply goes to ``reply_to`` with the request's
+    ``correlation_id``; the request is acked once the reply is sent."""
+    if function not in RPC_FUNCTIONS:
+        raise UsageError(f"unknown function {function!r} ({', '.join(RPC_FUNCTIONS)})")
+    with Session(cfg, "pimq rpc serve", heartbeat) as s:
+        ensure_queue(s, queue)
+        s.ch.basic_qos(prefetch_count=1)
+        _out(f" [x] Awaiting RPC requests on {queue} ({function})")
+        for method, props, body in _consume(s, queue, False, count, timeout):
+            text = body.decode("utf-8", "replace")
+            answer = _rpc_answer(function, text)
+            _out(f" [.] {function}({text}) = {answer}")
+            if props.reply_to:
+                reply = pika.BasicProperties(
+                    correlation_id=props.correlation_id, content_type="text/plain"
+                )
+                s.ch.basic_publish("", props.reply_to, answer.encode(), reply)
+            s.ch.basic_ack(method.delivery_tag)
+        s.ch.cancel()
+    return 0
+
+
+@_wrap
+def rpc_call(
+    cfg: StudentConfig,
+    queue: str,
+    requests: list[str],
+    timeout: float | None = 30.0,
+    heartbeat: int = 30,
+) -> int:
+    """Send each request with ``reply_to`` (an exclusive queue of this call) and a fresh
+    ``correlation_id``; print each reply as it comes. Exit 4 if some never come."""
+    with Session(cfg, "pimq rpc call", heartbeat) as s:
+        ensure_queue(s, queue)  # requests wait there until a server runs
+        reply_queue = s.ch.queue_declare(queue="", exclusive=True).method.queue
+        waiting: dict[str, str] = {}
+        for text in requests:
+            cid = secrets.token_hex(8)
+            waiting[cid] = text
+            props = pika.BasicProperties(
+                reply_to=reply_queue, correlation_id=cid, content_type="text/plain"
+            )
+            s.ch.basic_publish("", queue, text.encode(), props)
+            _out(f" [x] Requested {text!r} (correlation id {cid})")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for method, props, body in s.ch.consume(reply_queue, auto_ack=True, inactivity_timeout=1):
+            if method is not None:
+                text = waiting.pop(props.correlation_id, None)
+                if text is None:
+                    _out(f" [?] Ignored a reply with unknown correlation id {props.correlation_id}")
+                else:
+                    _out(f" [.] Got {body.decode('utf-8', 'replace')!r} for {text!r}")
+            if not waiting:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                s.ch.cancel()
+                raise JobTimeout(
+                    f"no reply within {timeout:g} s to {len(waiting)} request(s): "
+                    f"{', '.join(repr(t) for t in waiting.values())} "
+                    f"(is pimq rpc serve {queue} running?)"
+                )
+        s.ch.cancel()
+    return 0
+
+
 @_wrap
 def lab_worker(
     cfg: StudentConfig,
@@ -167,6 +361,8 @@ def lab_worker(
     prefetch: int = 0,
     count: int | None = None,
     timeout: float | None = None,
+    durable: bool = True,
+    heartbeat: int = 30,
 ) -> int:
     """The lab's worker: sleeps per character; every Nth message it "crashes".
 
@@ -176,8 +372,8 @@ def lab_worker(
     """
     received = done = 0
     while count is None or done < count:
-        with Session(cfg, "pimq lab-worker") as s:
-            ensure_queue(s, queue)
+        with Session(cfg, "pimq lab-worker", heartbeat) as s:
+            ensure_queue(s, queue, durable)
             if prefetch:
                 s.ch.basic_qos(prefetch_count=prefetch)
             mode = "manual acks" if acknowledge else "auto-ack"

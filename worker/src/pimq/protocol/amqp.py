@@ -60,8 +60,11 @@ def parameters(
     )
 
 
-def student_parameters(cfg: StudentConfig, name: str = "pimq") -> pika.ConnectionParameters:
-    return parameters(cfg.host, cfg.port, cfg.vhost, cfg.user, cfg.password, 30, name)
+def student_parameters(
+    cfg: StudentConfig, name: str = "pimq", heartbeat: int = 30
+) -> pika.ConnectionParameters:
+    """A student's connection: what ``pimq run``, the lab verbs and ``pimq.connect()`` use."""
+    return parameters(cfg.host, cfg.port, cfg.vhost, cfg.user, cfg.password, heartbeat, name)
 
 
 def _unwrap(exc: BaseException | None) -> BaseException | None:
@@ -108,9 +111,11 @@ def describe(exc: BaseException | None, host: str, port: int, vhost: str, user: 
     return f"connection to the broker at {where} failed: {exc or 'closed'}"
 
 
-def blocking_connect(cfg: StudentConfig, name: str = "pimq") -> pika.BlockingConnection:
+def blocking_connect(
+    cfg: StudentConfig, name: str = "pimq", heartbeat: int = 30
+) -> pika.BlockingConnection:
     try:
-        return pika.BlockingConnection(student_parameters(cfg, name))
+        return pika.BlockingConnection(student_parameters(cfg, name, heartbeat))
     except (px.AMQPError, OSError) as exc:
         raise BrokerError(describe(exc, cfg.host, cfg.port, cfg.vhost, cfg.user)) from None
 

@@ -17,9 +17,9 @@ from pimq.protocol.amqp import blocking_connect
 class Session:
     """A blocking connection plus a channel that is reopened after a 404."""
 
-    def __init__(self, cfg: StudentConfig, name: str) -> None:
+    def __init__(self, cfg: StudentConfig, name: str, heartbeat: int = 30) -> None:
         self.cfg = cfg
-        self.conn = blocking_connect(cfg, name)
+        self.conn = blocking_connect(cfg, name, heartbeat)
         self.ch = self.conn.channel()
 
     def __enter__(self) -> Session:
@@ -46,15 +46,34 @@ class Session:
             raise BrokerError(f"queue {queue!r}: {exc.reply_text}") from None
         return ok.method.message_count, ok.method.consumer_count
 
-    def ensure_queue(self, queue: str) -> None:
+    def ensure_queue(self, queue: str, durable: bool = True) -> None:
         if self.probe_queue(queue) is None:
-            self.ch.queue_declare(queue=queue, durable=True)
+            self.ch.queue_declare(queue=queue, durable=durable)
 
-    def ensure_exchange(self, exchange: str) -> None:
+    def server_version(self) -> tuple[int, ...]:
+        """The broker's release, e.g. (3, 10, 8), from the connection's server properties."""
+        props = getattr(self.conn, "_impl", None)
+        raw = getattr(props, "server_properties", None) or {}
+        version = raw.get("version", b"0")
+        if isinstance(version, bytes):
+            version = version.decode("ascii", "replace")
+        return parse_version(str(version))
+
+    def ensure_exchange(self, exchange: str, kind: str = "fanout") -> None:
         try:
             self.ch.exchange_declare(exchange=exchange, passive=True)
         except px.ChannelClosedByBroker as exc:
             self._reopen()
             if exc.reply_code != 404:
                 raise BrokerError(f"exchange {exchange!r}: {exc.reply_text}") from None
-            self.ch.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True)
+            self.ch.exchange_declare(exchange=exchange, exchange_type=kind, durable=True)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"4.0.5"`` -> (4, 0, 5); ``"3.13.7+rc.1"`` -> (3, 13, 7); junk -> (0,)."""
+    parts = []
+    for piece in text.split("+")[0].split("-")[0].split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts) or (0,)

@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Tutorial 1, "Hello World!": send one message to the queue 'hello'."""
+
+import pika
+
+import pimq
+
+connection = pika.BlockingConnection(pimq.parameters())
+channel = connection.channel()
+
+channel.queue_declare(queue="hello")
+
+channel.basic_publish(exchange="", routing_key="hello", body="Hello World!")
+print(" [x] Sent 'Hello World!'")
+connection.close()
