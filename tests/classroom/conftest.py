@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import nodes  # tests/classroom/nodes.py (pytest puts this folder on sys.path)
 import pytest
+from support import nodes
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,8 +11,8 @@ import json
 import subprocess
 import time
 
-import nodes
 import pytest
+from support import nodes
 
 DATA = nodes.REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 COPIES = 40

@@ -7,9 +7,9 @@ import json
 import shlex
 import stat
 
-import nodes
 import pytest
 import yaml
+from support import nodes
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(1800)]
 

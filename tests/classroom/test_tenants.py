@@ -5,8 +5,8 @@ user in tests/chaos/test_security.py, which runs in CI as well.)"""
 
 from __future__ import annotations
 
-import nodes
 import pytest
+from support import nodes
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(1800)]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-import nodes
 import pytest
+from support import nodes
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(1800)]
 

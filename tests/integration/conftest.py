@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import ADMIN_PASSWORD, WORKER_PASSWORD, WORKER_USER
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared broker
-from private_broker import Broker, Student, private_broker
+from support.helpers import ADMIN_PASSWORD, WORKER_PASSWORD, WORKER_USER
+from support.private_broker import Broker, Student, private_broker
 
 VHOSTS = 50
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     base = tmp_path_factory.mktemp("rabbit") / "node"
     with private_broker(
-        base, VHOSTS, admin_password=ADMIN_PASSWORD, worker_password=WORKER_PASSWORD
+        base, VHOSTS, admin_password=ADMIN_PASSWORD, worker_password=WORKER_PASSWORD, tls=True
     ) as b:
         yield b
 
@@ -49,10 +47,13 @@ def student(broker: Broker, tmp_path: Path) -> Student:
     return broker.take()
 
 
-def write_student_config(broker: Broker, student: Student, path: Path) -> Path:
+def write_student_config(
+    broker: Broker, student: Student, path: Path, where: str | None = None
+) -> Path:
+    """A student's config; ``where``: its host/port/ca lines (default: plaintext)."""
+    where = where or f"host: 127.0.0.1\nport: {broker.port}\n"
     path.write_text(
-        f"host: 127.0.0.1\nport: {broker.port}\nvhost: {student.vhost}\n"
-        f'user: {student.user}\npassword: "{student.password}"\n'
+        f'{where}vhost: {student.vhost}\nuser: {student.user}\npassword: "{student.password}"\n'
     )
     path.chmod(0o600)
     return path
@@ -90,8 +91,10 @@ def jobs_dir(tmp_path: Path) -> Path:
     return d
 
 
-def make_cli(broker: Broker, student: Student, tmp_path: Path, jobs_dir: Path) -> Cli:
-    cfg = write_student_config(broker, student, tmp_path / f"{student.vhost}.yaml")
+def make_cli(
+    broker: Broker, student: Student, tmp_path: Path, jobs_dir: Path, where: str | None = None
+) -> Cli:
+    cfg = write_student_config(broker, student, tmp_path / f"{student.vhost}.yaml", where)
     env = {
         **os.environ,
         "PIMQ_CONFIG": str(cfg),
@@ -109,8 +112,11 @@ def cli(broker: Broker, student: Student, tmp_path: Path, jobs_dir: Path) -> Cli
 
 @pytest.fixture
 def cli_for(broker: Broker, tmp_path: Path, jobs_dir: Path):
-    def make(student: Student) -> Cli:
-        return make_cli(broker, student, tmp_path, jobs_dir)
+    """A Cli for a student; ``where``: the config's host/port/ca lines (e.g.
+    ``broker.tls_lines()``; default plaintext to the broker's AMQP port)."""
+
+    def make(student: Student, where: str | None = None) -> Cli:
+        return make_cli(broker, student, tmp_path, jobs_dir, where)
 
     return make
 
@@ -165,11 +171,14 @@ def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
         prefetch: int = 0,
         extra: tuple[str, ...] = (),
         wait: bool = True,
+        where: str | None = None,
     ) -> WorkerProc:
+        """``where``: the config's host/port/ca lines (default plaintext)."""
         n = len(started)
         cfg = tmp_path / f"worker{n}.yaml"
+        where = where or f"host: 127.0.0.1\nport: {broker.port}\n"
         cfg.write_text(
-            f"host: 127.0.0.1\nport: {broker.port}\nuser: {WORKER_USER}\n"
+            f"{where}user: {WORKER_USER}\n"
             f'password: "{WORKER_PASSWORD}"\nvhosts: {json.dumps(vhosts)}\n'
             f"processes: {processes}\nheartbeat: {heartbeat}\nprefetch: {prefetch}\n"
         )

@@ -6,7 +6,7 @@ import json
 
 import pika
 import pytest
-from helpers import SHAKESPEARE, WORKER_PASSWORD, drain, queue_depth, run_json, wait_until
+from support.helpers import SHAKESPEARE, WORKER_PASSWORD, drain, queue_depth, run_json, wait_until
 
 BOOM = """
 HELP = 'always raises'

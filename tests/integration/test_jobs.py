@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import SHAKESPEARE, grep_count, run_json
+from support.helpers import SHAKESPEARE, grep_count, run_json
 
 
 @pytest.fixture

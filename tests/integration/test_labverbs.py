@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import queue_depth, run_json, wait_until
+from support.helpers import queue_depth, run_json, wait_until
 
 
 def test_send_and_receive(broker, student, cli):

@@ -16,7 +16,7 @@ WORKER_PASSWORD = "worker-" + secrets.token_hex(6)
 ADMIN_USER = "pimq-admin"
 ADMIN_PASSWORD = "admin-" + secrets.token_hex(6)
 
-SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "data" / "tinyshakespeare.txt"
 
 
 def grep_count(path: Path, word: str) -> int:

@@ -14,6 +14,10 @@ from pimq.errors import ConfigError
 
 WORKER_CONFIG = "/etc/pimq/worker.yaml"
 STUDENT_CONFIG = "~/.config/pimq/config.yaml"
+#: The broker's port without TLS (an old room's config, or loopback only).
+AMQP_PORT = 5672
+#: The broker's port with TLS: the default when a config names a ``ca``.
+AMQPS_PORT = 5671
 
 
 @dataclass(frozen=True)
@@ -22,10 +26,11 @@ class WorkerConfig:
     user: str
     password: str = field(repr=False)
     vhosts: tuple[str, ...]
-    port: int = 5672
+    port: int = AMQP_PORT
     processes: int = 0  # 0 = one per CPU core
     heartbeat: int = 30
     prefetch: int = 0  # per vhost; 0 = automatic (see Worker.prefetch_for)
+    ca: str | None = None  # the room CA's certificate: TLS, verified; None = plaintext
 
     def pool_size(self) -> int:
         return self.processes or os.cpu_count() or 1
@@ -37,7 +42,8 @@ class StudentConfig:
     user: str
     password: str = field(repr=False)
     host: str = "localhost"
-    port: int = 5672
+    port: int = AMQP_PORT
+    ca: str | None = None  # the room CA's certificate: TLS, verified; None = plaintext
 
     def where(self) -> tuple[str, int, str, str]:
         """(host, port, vhost, user): what error messages name."""
@@ -87,6 +93,32 @@ def _int(path: Path, data: dict[str, Any], key: str, default: int, low: int, hig
     return value
 
 
+def _ca(path: Path, data: dict[str, Any]) -> str | None:
+    """The ``ca`` key: the path of a readable CA certificate file, or None if absent.
+
+    With it, connections use TLS and verify the broker's certificate against
+    this CA and its name against the host connected to; without it they are
+    plaintext, as in rooms provisioned before TLS."""
+    if "ca" not in data:
+        return None
+    value = _str(path, data, "ca")
+    ca = Path(value).expanduser()
+    if not ca.is_absolute():
+        ca = path.parent / ca
+    try:
+        with ca.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path}: ca {value} cannot be read ({exc.strerror or exc})"
+        ) from None
+    return str(ca)
+
+
+def _port(path: Path, data: dict[str, Any], ca: str | None) -> int:
+    return _int(path, data, "port", AMQPS_PORT if ca else AMQP_PORT, 1, 65535)
+
+
 def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerConfig:
     p = Path(path)
     data = _load_mapping(p)
@@ -94,8 +126,9 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         p,
         data,
         {"host", "user", "password", "vhosts"},
-        {"port", "processes", "heartbeat", "prefetch"},
+        {"port", "processes", "heartbeat", "prefetch", "ca"},
     )
+    ca = _ca(p, data)
     vhosts = data["vhosts"]
     if vhosts is None:
         vhosts = []
@@ -108,10 +141,11 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         user=_str(p, data, "user"),
         password=_str(p, data, "password"),
         vhosts=tuple(vhosts),
-        port=_int(p, data, "port", 5672, 1, 65535),
+        port=_port(p, data, ca),
         processes=_int(p, data, "processes", 0, 0, 1024),
         heartbeat=_int(p, data, "heartbeat", 30, 0, 3600),
         prefetch=_int(p, data, "prefetch", 0, 0, 10000),
+        ca=ca,
     )
 
 
@@ -133,11 +167,13 @@ def load_student_config(path: Path, host: str | None = None) -> StudentConfig:
             f"it holds your password: run chmod 600 {path}"
         )
     data = _load_mapping(path)
-    _check_keys(path, data, {"vhost", "user", "password"}, {"host", "port"})
+    _check_keys(path, data, {"vhost", "user", "password"}, {"host", "port", "ca"})
+    ca = _ca(path, data)
     return StudentConfig(
         vhost=_str(path, data, "vhost"),
         user=_str(path, data, "user"),
         password=_str(path, data, "password"),
         host=host or (_str(path, data, "host") if "host" in data else "localhost"),
-        port=_int(path, data, "port", 5672, 1, 65535),
+        port=_port(path, data, ca),
+        ca=ca,
     )
