@@ -40,8 +40,10 @@ def read_whole_frames() -> None:
 def tls_context(ca: str) -> ssl.SSLContext:
     """A client TLS context that trusts only the room CA in file ``ca`` and checks
     the broker's host name (TLS 1.2 or newer)."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None)
-    ctx.load_verify_locations(cafile=ca)  # only the room CA, not the system's
+    # PROTOCOL_TLS_CLIENT, not create_default_context(): that one also trusts
+    # every CA of the system's store; a room trusts its own CA only.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=ca)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
