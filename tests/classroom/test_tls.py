@@ -183,6 +183,7 @@ class Capture:
 def test_capture_holds_no_password_and_no_shard_body(converged, room, creds, tmp_path):
     student, buddy = room.students[0], room.workers[0]
     marker = "tlsmarker" + secrets.token_hex(6)  # in every shard body, nowhere else
+    control = "clearcontrol" + secrets.token_hex(6)
     body_line = f"{marker} more words of a secret essay\\n"
     path = f"/tmp/{marker}.txt"
     cap = Capture(bridge(nodes.PREFIX), tmp_path / "room.pcap")
@@ -203,8 +204,16 @@ def test_capture_holds_no_password_and_no_shard_body(converged, room, creds, tmp
         )
         converge = nodes.playbook("site.yml", tmp_dir=tmp_path)
         assert converge.rc == 0, converge.tail()
+        # the control: a string sent in clear between two nodes is found
+        send = (
+            "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            f".sendto(b'{control}', ('{buddy}', 9))"
+        )
+        nodes.on_node(room.head, ["python3", "-c", send])
+        time.sleep(1)
     finally:
         data = cap.stop()
+    assert control.encode() in data, "the capture misses clear text between nodes"
     # the capture saw the traffic: every shard body went to the workers over it
     assert len(data) > 2000 * len(body_line), len(data)
     shards_to_workers = subprocess.run(
