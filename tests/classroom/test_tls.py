@@ -224,3 +224,48 @@ def test_capture_holds_no_password_and_no_shard_body(converged, room, creds, tmp
     assert shards_to_workers > 50
     leaks = [s for s in (*creds.all(), marker) if s.encode() in data]
     assert leaks == [], "in clear on the classroom network"
+
+
+def serial(path: Path) -> str:
+    return subprocess.run(
+        ["openssl", "x509", "-noout", "-serial", "-in", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_certificates_renewed_only_when_due(converged, room, tmp_path):
+    """A certificate within pimq_tls_renew_days of expiry is re-issued, installed and
+    the broker restarted; the next run leaves everything as it is."""
+    tls = nodes.INVENTORY / "credentials" / "tls"
+    before = {n: serial(tls / f"{n}.crt.txt") for n in room.nodes}
+    ca_before = (tls / "ca.crt.txt").read_text()
+    since = int(time.time())
+    # every certificate is "due" when renewal starts further out than its lifetime
+    due = nodes.playbook("broker.yml", extra_vars={"pimq_tls_renew_days": 1000}, tmp_dir=tmp_path)
+    assert due.rc == 0, due.tail()
+    after = {n: serial(tls / f"{n}.crt.txt") for n in room.nodes}
+    assert all(after[n] != before[n] for n in room.nodes), (before, after)
+    assert (tls / "ca.crt.txt").read_text() == ca_before  # the CA stays
+    assert "RUNNING HANDLER [pimq_broker : Restart rabbitmq-server]" in due.output
+    for node in room.nodes:
+        installed = nodes.on_node(node, "cat /etc/rabbitmq/tls/broker.crt").stdout
+        assert installed.strip() == (tls / f"{node}.crt.txt").read_text().strip()
+    again = nodes.playbook("broker.yml", tmp_dir=tmp_path)
+    assert again.rc == 0 and again.total("changed") == 0, again.tail()
+    assert {n: serial(tls / f"{n}.crt.txt") for n in room.nodes} == after
+    # the workers come back to the restarted broker and verify its new certificate
+    for node in room.workers:
+        nodes.wait_for(
+            lambda node=node: (
+                nodes.on_node(
+                    node, f"journalctl -u pimq-worker --since @{since} --no-pager -o cat"
+                ).stdout.count("over TLS")
+                >= len(room.students)
+            ),
+            timeout=120,
+            what=f"{node}'s worker back over TLS",
+        )
+    job = nodes.ssh(room, room.students[0], "pimq run noop --shards 6 --json")
+    assert json.loads(job.stdout)["result"] == 6
