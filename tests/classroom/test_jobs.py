@@ -14,7 +14,7 @@ import time
 import pytest
 from support import nodes
 
-DATA = nodes.REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+DATA = nodes.REPO / "data" / "tinyshakespeare.txt"
 COPIES = 40
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(900)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support import nodes
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(1800)]
 
@@ -35,13 +36,11 @@ def test_check_diff_changes_nothing_and_fails_nothing(converged):
 def test_every_node_resolves_every_other(converged, room):
     for node in room.nodes:
         for other in room.nodes:
-            out = __import__("nodes").on_node(node, ["getent", "hosts", other]).stdout
+            out = nodes.on_node(node, ["getent", "hosts", other]).stdout
             assert other in out, (node, other, out)
 
 
 def test_status_reports_brokers_workers_and_queues(converged, room):
-    import nodes
-
     run = nodes.playbook("status.yml")
     assert run.rc == 0, run.tail()
     assert run.total("changed") == 0
@@ -57,8 +56,6 @@ def test_a_pi_left_with_dpkg_interrupted_is_repaired(converged, room, converge_v
     """A Pi that lost power mid-install has a dpkg journal left behind and every
     apt run fails ("dpkg was interrupted") until `dpkg --configure -a`: the role
     finishes that work itself before installing what is missing."""
-    import nodes
-
     pi = room.workers[-1]
     nodes.on_node(pi, ["dpkg", "--purge", "hello"], check=False)
     nodes.on_node(pi, ["touch", "/var/lib/dpkg/updates/0000"])  # what a power cut leaves
