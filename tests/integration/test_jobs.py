@@ -16,7 +16,7 @@ def test_wordcount_equals_grep(cli, worker, tmp_path):
     assert doc["result"] == grep_count(SHAKESPEARE, "more")
     assert doc["shards"] == 7
     assert sum(doc["workers"].values()) == 7
-    assert doc["compute_seconds"] > 0 and doc["speedup"] > 0
+    assert doc["compute_seconds"] > 0 and doc["parallelism"] > 0
 
 
 def test_wordcount_top_and_ignore_case(cli, worker, tmp_path):
