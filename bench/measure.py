@@ -113,11 +113,19 @@ def interleave(
 
 
 def pimq_variant(
-    name: str, label: str, broker: Broker, vhost_index: int, out: Path, fleet: Fleet, *args: str
+    name: str,
+    label: str,
+    broker: Broker,
+    vhost_index: int,
+    out: Path,
+    fleet: Fleet,
+    *args: str,
+    tls: bool = False,
 ) -> Variant:
-    """``pimq run ARGS --json`` as student ``vhost_index``, served by ``fleet``."""
+    """``pimq run ARGS --json`` as student ``vhost_index``, served by ``fleet``;
+    ``tls``: over the broker's AMQPS listener with its CA."""
     student = broker.students[vhost_index]
-    cfg = broker.student_config(student, out / f"{student.vhost}.yaml")
+    cfg = broker.student_config(student, out / f"{student.vhost}.yaml", tls=tls)
     cmd = pimq_cmd("run", *args, "--json", "--timeout", "600")
     return Variant(name, label, cmd, pimq_env(out, cfg), [p.pid for p in fleet.procs], True)
 

@@ -96,6 +96,7 @@ class Fleet:
     processes: int = 1
     quiet: bool = False
     profile: bool = False
+    tls: bool = False  # AMQPS with the broker's CA (the broker needs tls=True)
     procs: list[subprocess.Popen] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
 
@@ -103,7 +104,7 @@ class Fleet:
         self.out.mkdir(parents=True, exist_ok=True)
         for i in range(self.count):
             cfg = self.broker.worker_config(
-                self.vhosts, self.out / f"worker{i}.yaml", processes=self.processes
+                self.vhosts, self.out / f"worker{i}.yaml", processes=self.processes, tls=self.tls
             )
             log = self.out / f"worker{i}.log"
             log.write_text("")

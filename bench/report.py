@@ -239,6 +239,17 @@ def figures_markdown(r: dict[str, Any]) -> str:
                 f"{row['pi']['median_seconds']:.2f} | {row['pi_speedup']:.2f}x |"
             )
         out += ["", "![speedup](speedup.png)"]
+    tls = r.get("tls")
+    if tls:
+        out += [
+            "",
+            f"### 7. The cost of TLS: word count ({tls['bytes'] / 1e6:.1f} MB) and "
+            f"{tls['shards']} no-op shards, {tls['workers']} workers, plaintext AMQP vs AMQPS "
+            "(room CA, host name checked)",
+        ]
+        for key in ("wordcount", "noop"):
+            variants = {k: v for k, v in tls[key].items() if isinstance(v, dict)}
+            out += ["", *_variant_table(variants, "plain")]
     return "\n".join(out) + "\n"
 
 

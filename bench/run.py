@@ -39,6 +39,7 @@ from fig_memory import bench_memory
 from fig_overhead import bench_overhead
 from fig_profile import bench_profile
 from fig_provision import bench_classroom
+from fig_tls import bench_tls
 from fig_wordcount import bench_wordcount
 from machine import machine
 from measure import BENCH, GATE, say
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated subset: wordcount,cpu,overhead,memory,curve,classroom "
+        help="comma-separated subset: wordcount,cpu,overhead,memory,curve,tls,classroom "
         "(classroom = --with-classroom)",
     )
     parser.add_argument(
@@ -119,10 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.repeat, args.pi_samples, args.noop_shards = 1, 10_000_000, 2000
         args.curve_pi_samples = 5_000_000
-    only = set((args.only or "wordcount,cpu,overhead,memory,curve").split(","))
+    only = set((args.only or "wordcount,cpu,overhead,memory,curve,tls").split(","))
     if "classroom" in only:
         args.with_classroom = True
-    on_broker = bool(only & {"wordcount", "cpu", "overhead", "memory", "curve"}) or args.profile
+    on_broker = (
+        bool(only & {"wordcount", "cpu", "overhead", "memory", "curve", "tls"}) or args.profile
+    )
     out = BENCH / "out"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -142,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"pimq runtime measured: {RUNTIME['rev']} ({RUNTIME['src']})")
     text, expected = corpus(out)
     try:
-        with private_broker(out / "rabbit", vhosts=60) if on_broker else nullcontext() as broker:
+        with (
+            private_broker(out / "rabbit", vhosts=60, tls="tls" in only)
+            if on_broker
+            else nullcontext()
+        ) as broker:
             if broker is None:
                 raise _SkipBroker
             results["machine"]["rabbitmq"] = broker.version
@@ -167,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                     list(range(1, k + 2)),
                     args.curve_pi_samples,
                     args.repeat,
+                )
+            if "tls" in only:
+                results["tls"] = bench_tls(
+                    broker, out, text, expected, k, args.noop_shards, args.repeat
                 )
             if args.profile:
                 results["profiles"] = bench_profile(broker, out, text, k, args.noop_shards)

@@ -2,7 +2,7 @@
 no worker restarts, and a real job right after is exact.
 
 Published as heidi (her own credentials, from the credentials folder, in this process's
-memory only) from the control machine to the head's broker at its IP:5672.
+memory only) from the control machine to the head's broker at its IP:5671 (TLS, the room CA).
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def connect(room: nodes.Room, password: str) -> pika.BlockingConnection:
     return pika.BlockingConnection(
         pika.ConnectionParameters(
             host=room.ips[room.head],
-            port=5672,
+            port=nodes.AMQPS_PORT,
+            ssl_options=nodes.amqps_options(room.ips[room.head]),
             virtual_host=STUDENT,
             credentials=pika.PlainCredentials(STUDENT, password),
             connection_attempts=3,

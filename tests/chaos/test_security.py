@@ -82,6 +82,8 @@ def amqp(room: nodes.Room, node: str, user: str, password: str, vhost: str = "/"
     return pika.BlockingConnection(
         pika.ConnectionParameters(
             host=room.ips[node],
+            port=nodes.AMQPS_PORT,
+            ssl_options=nodes.amqps_options(room.ips[node]),
             virtual_host=vhost,
             credentials=pika.PlainCredentials(user, password),
             connection_attempts=1,
@@ -102,7 +104,11 @@ def try_ops(api: str, auth: tuple[str, str], vhost: str, queue: str) -> dict[str
     """HTTP status of configure / write / read in ``vhost`` through the management API
     (read takes nothing away: the message is requeued)."""
     configure = requests.put(
-        f"{api}/queues/{vhost}/{PROBE_QUEUE}", json={"durable": False}, auth=auth, timeout=15
+        f"{api}/queues/{vhost}/{PROBE_QUEUE}",
+        json={"durable": False},
+        auth=auth,
+        timeout=15,
+        verify=str(nodes.room_ca()),
     )
     write = requests.post(
         f"{api}/exchanges/{vhost}/amq.default/publish",
@@ -114,12 +120,14 @@ def try_ops(api: str, auth: tuple[str, str], vhost: str, queue: str) -> dict[str
         },
         auth=auth,
         timeout=15,
+        verify=str(nodes.room_ca()),
     )
     read = requests.post(
         f"{api}/queues/{vhost}/{queue}/get",
         json={"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"},
         auth=auth,
         timeout=15,
+        verify=str(nodes.room_ca()),
     )
     if write.ok and not write.json().get("routed"):
         write.status_code = 0  # accepted but not delivered: not a working write
@@ -130,13 +138,15 @@ def try_ops(api: str, auth: tuple[str, str], vhost: str, queue: str) -> dict[str
 
 
 def test_tenant_matrix(room: nodes.Room, converged, creds) -> None:
-    api = f"http://{room.ips[room.head]}:15672/api"
+    api = nodes.api_url(room)
     problems: list[str] = []
     for a in jobs.STUDENTS:
         auth = (a, creds.students[a])
         own = try_ops(api, auth, a, PROBE_QUEUE)
         own_open = opens(room, a, creds.students[a], a)
-        requests.delete(f"{api}/queues/{a}/{PROBE_QUEUE}", auth=auth, timeout=15)
+        requests.delete(
+            f"{api}/queues/{a}/{PROBE_QUEUE}", auth=auth, timeout=15, verify=str(nodes.room_ca())
+        )
         if not own_open or not all(200 <= own[op] < 300 for op in OPS):
             problems.append(f"{a} cannot use their own vhost: open={own_open} {own}")
         others = [b for b in jobs.STUDENTS if b != a]
@@ -249,16 +259,19 @@ def test_worker_user_only_reaches_pimq_resources(room: nodes.Room, converged, cr
 def test_management_api_shows_a_student_only_their_vhost(
     room: nodes.Room, converged, creds
 ) -> None:
-    url = f"http://{room.ips[room.head]}:15672/api"
+    url = nodes.api_url(room)
     problems = []
     for name in jobs.STUDENTS:
         auth = (name, creds.students[name])
-        vhosts = requests.get(f"{url}/vhosts", auth=auth, timeout=15)
-        queues = requests.get(f"{url}/queues", auth=auth, timeout=15)
+        vhosts = requests.get(f"{url}/vhosts", auth=auth, timeout=15, verify=str(nodes.room_ca()))
+        queues = requests.get(f"{url}/queues", auth=auth, timeout=15, verify=str(nodes.room_ca()))
         seen_v = {v["name"] for v in vhosts.json()} if vhosts.ok else set()
         seen_q = {q["vhost"] for q in queues.json()} if queues.ok else set()
         other = requests.get(
-            f"{url}/queues/{'alice' if name != 'alice' else 'bob'}", auth=auth, timeout=15
+            f"{url}/queues/{'alice' if name != 'alice' else 'bob'}",
+            auth=auth,
+            timeout=15,
+            verify=str(nodes.room_ca()),
         )
         figures.add(
             "Management API as each student",

@@ -15,11 +15,13 @@ pytestmark = [pytest.mark.classroom, pytest.mark.timeout(2400)]
 NEWCOMER, PREVIEWED = "ivan", "judy"
 
 STUDENT_CLIENT = r"""
-import json, os, sys, yaml, pika
+import json, os, ssl, sys, yaml, pika
 cfg = yaml.safe_load(open(os.path.expanduser("~/.config/pimq/config.yaml")))
+# a student's own script, as the README shows it: TLS with the room CA the config names
+tls = pika.SSLOptions(ssl.create_default_context(cafile=cfg["ca"]), cfg["host"])
 params = pika.ConnectionParameters(host=cfg["host"], port=cfg["port"], virtual_host=cfg["vhost"],
     credentials=pika.PlainCredentials(cfg["user"], cfg["password"]),
-    connection_attempts=1, blocked_connection_timeout=10)
+    connection_attempts=1, blocked_connection_timeout=10, ssl_options=tls)
 conn = pika.BlockingConnection(params)
 ch = conn.channel()
 ch.confirm_delivery()

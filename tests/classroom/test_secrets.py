@@ -23,7 +23,8 @@ def test_student_config_files_are_private_and_complete(converged, room, creds):
         cfg = yaml.safe_load(
             nodes.on_node(room.head, ["cat", f"/home/{name}/.config/pimq/config.yaml"]).stdout
         )
-        assert sorted(cfg) == ["host", "password", "port", "user", "vhost"]
+        assert sorted(cfg) == ["ca", "host", "password", "port", "user", "vhost"]
+        assert cfg["port"] == 5671 and cfg["ca"] == "/etc/pimq/ca.crt"
         assert cfg["host"] == room.head and cfg["vhost"] == name and cfg["user"] == name
         assert cfg["password"] == creds.students[name]
 
@@ -35,7 +36,8 @@ def test_worker_config_is_root_pimq_0640(converged, room, creds):
         cfg = yaml.safe_load(nodes.on_node(node, ["cat", "/etc/pimq/worker.yaml"]).stdout)
         assert cfg == {
             "host": room.head,
-            "port": 5672,
+            "port": 5671,
+            "ca": "/etc/pimq/ca.crt",
             "user": "pimq-worker",
             "password": creds.worker,
             "vhosts": list(room.students),

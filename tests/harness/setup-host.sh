@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
-need_debs=(docker.io debootstrap rabbitmq-server python3-pika python3-yaml python3-venv openssh-client)
+need_debs=(docker.io debootstrap rabbitmq-server python3-pika python3-yaml python3-venv openssh-client python3-cryptography openssl tcpdump)
 missing=()
 for p in "${need_debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

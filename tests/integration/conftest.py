@@ -42,6 +42,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         admin_password=ADMIN_PASSWORD,
         worker_password=WORKER_PASSWORD,
         management=True,
+        tls=True,
     ) as b:
         yield b
 
@@ -51,11 +52,14 @@ def student(broker: Broker, tmp_path: Path) -> Student:
     return broker.take()
 
 
-def write_student_config(broker: Broker, student: Student, path: Path) -> Path:
+def write_student_config(
+    broker: Broker, student: Student, path: Path, where: str | None = None
+) -> Path:
+    """A student's config; ``where``: its host/port/ca lines (default: plaintext)."""
+    where = where or f"host: 127.0.0.1\nport: {broker.port}\n"
     path.write_text(
-        f"host: 127.0.0.1\nport: {broker.port}\nvhost: {student.vhost}\n"
-        f'user: {student.user}\npassword: "{student.password}"\n'
-        f"management_port: {broker.management_port}\n"
+        f"{where}vhost: {student.vhost}\nuser: {student.user}\n"
+        f'password: "{student.password}"\nmanagement_port: {broker.management_port}\n'
     )
     path.chmod(0o600)
     return path
@@ -93,8 +97,10 @@ def jobs_dir(tmp_path: Path) -> Path:
     return d
 
 
-def make_cli(broker: Broker, student: Student, tmp_path: Path, jobs_dir: Path) -> Cli:
-    cfg = write_student_config(broker, student, tmp_path / f"{student.vhost}.yaml")
+def make_cli(
+    broker: Broker, student: Student, tmp_path: Path, jobs_dir: Path, where: str | None = None
+) -> Cli:
+    cfg = write_student_config(broker, student, tmp_path / f"{student.vhost}.yaml", where)
     env = {
         **os.environ,
         "PIMQ_CONFIG": str(cfg),
@@ -112,8 +118,11 @@ def cli(broker: Broker, student: Student, tmp_path: Path, jobs_dir: Path) -> Cli
 
 @pytest.fixture
 def cli_for(broker: Broker, tmp_path: Path, jobs_dir: Path):
-    def make(student: Student) -> Cli:
-        return make_cli(broker, student, tmp_path, jobs_dir)
+    """A Cli for a student; ``where``: the config's host/port/ca lines (e.g.
+    ``broker.tls_lines()``; default plaintext to the broker's AMQP port)."""
+
+    def make(student: Student, where: str | None = None) -> Cli:
+        return make_cli(broker, student, tmp_path, jobs_dir, where)
 
     return make
 
@@ -168,11 +177,14 @@ def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
         prefetch: int = 0,
         extra: tuple[str, ...] = (),
         wait: bool = True,
+        where: str | None = None,
     ) -> WorkerProc:
+        """``where``: the config's host/port/ca lines (default plaintext)."""
         n = len(started)
         cfg = tmp_path / f"worker{n}.yaml"
+        where = where or f"host: 127.0.0.1\nport: {broker.port}\n"
         cfg.write_text(
-            f"host: 127.0.0.1\nport: {broker.port}\nuser: {WORKER_USER}\n"
+            f"{where}user: {WORKER_USER}\n"
             f'password: "{WORKER_PASSWORD}"\nvhosts: {json.dumps(vhosts)}\n'
             f"processes: {processes}\nheartbeat: {heartbeat}\nprefetch: {prefetch}\n"
         )

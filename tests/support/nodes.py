@@ -399,3 +399,31 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.5, what: str = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+# --- TLS (the room CA the playbooks made) -----------------------------------------------------
+
+#: What crosses the classroom network: AMQP over TLS and the HTTPS management API.
+AMQPS_PORT = 5671
+HTTPS_PORT = 15671
+
+
+def room_ca(inventory: Path = INVENTORY) -> Path:
+    """The room CA's certificate on the control machine (roles/pimq_broker/tasks/tls.yml)."""
+    return inventory / "credentials" / "tls" / "ca.crt.txt"
+
+
+def amqps_options(host: str, inventory: Path = INVENTORY):
+    """pika TLS options for a broker at ``host`` (a name or an address in its
+    certificate), verified against the room CA."""
+    import ssl
+
+    import pika
+
+    ctx = ssl.create_default_context(cafile=str(room_ca(inventory)))
+    return pika.SSLOptions(ctx, server_hostname=host)
+
+
+def api_url(room: Room, node: str | None = None) -> str:
+    """The HTTPS management API of a broker (the head's by default); verify with room_ca()."""
+    return f"https://{room.ips[node or room.head]}:{HTTPS_PORT}/api"

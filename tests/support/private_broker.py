@@ -68,6 +68,9 @@ class Broker:
     #: the management API's port (0: the plugin is off)
     management_port: int = 0
     taken: int = 0
+    #: the AMQPS listener's port (0: none) and the CA that signed its certificate
+    tls_port: int = 0
+    ca: Path | None = None
 
     def url(self, vhost: str) -> str:
         """AMQP URL of the admin user on ``vhost`` (for the peers)."""
@@ -111,20 +114,35 @@ class Broker:
         self.ctl("start_app")
         self.ctl("await_startup", "--timeout", "60")
 
-    def student_config(self, student: Student, path: Path) -> Path:
+    def tls_lines(self, ca: Path | None = None, host: str = "localhost") -> str:
+        """Config lines for AMQPS to this broker verified against ``ca`` (the
+        broker's own CA unless given), or "" when ``ca`` is None and no TLS."""
+        ca = ca or self.ca
+        if ca is None or not self.tls_port:
+            return ""
+        return f"host: {host}\nport: {self.tls_port}\nca: {ca}\n"
+
+    def student_config(self, student: Student, path: Path, tls: bool = False) -> Path:
+        where = self.tls_lines() if tls else f"host: 127.0.0.1\nport: {self.port}\n"
         management = f"management_port: {self.management_port}\n" if self.management_port else ""
         path.write_text(
-            f"host: 127.0.0.1\nport: {self.port}\nvhost: {student.vhost}\n"
-            f'user: {student.user}\npassword: "{student.password}"\n{management}'
+            f"{where}vhost: {student.vhost}\nuser: {student.user}\n"
+            f'password: "{student.password}"\n{management}'
         )
         path.chmod(0o600)
         return path
 
     def worker_config(
-        self, vhosts: list[str], path: Path, processes: int = 0, prefetch: int = 0
+        self,
+        vhosts: list[str],
+        path: Path,
+        processes: int = 0,
+        prefetch: int = 0,
+        tls: bool = False,
     ) -> Path:
+        where = self.tls_lines() if tls else f"host: 127.0.0.1\nport: {self.port}\n"
         path.write_text(
-            f"host: 127.0.0.1\nport: {self.port}\nuser: {WORKER_USER}\n"
+            f"{where}user: {WORKER_USER}\n"
             f'password: "{self.worker_password}"\nvhosts: {json.dumps(vhosts)}\n'
             f"processes: {processes}\nprefetch: {prefetch}\n"
         )
@@ -204,13 +222,17 @@ def private_broker(
     admin_password: str | None = None,
     worker_password: str | None = None,
     management: bool = False,
+    tls: bool = False,
 ) -> Iterator[Broker]:
     """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after.
 
     ``extra_conf``: more ``rabbitmq.conf`` lines (experiments, e.g. ``frame_max``);
     the admin's and the worker's passwords are random unless given. ``management``:
     the management plugin on a private loopback port, students tagged ``management``
-    as the playbooks tag them (off by default: the benchmarks measure without it)."""
+    as the playbooks tag them (off by default: the benchmarks measure without it).
+    ``tls``: an AMQPS listener too (``Broker.tls_port``), its certificate for ``localhost``
+    and 127.0.0.1 signed by a test CA made here (``Broker.ca``), configured with
+    the same ``ssl_options`` keys as ``roles/pimq_broker``."""
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
@@ -232,6 +254,24 @@ def private_broker(
     )
     (base / "rabbitmq-env.conf").write_text("")
     port, epmd_port = free_port(), free_port()
+    tls_conf: list[str] = []
+    tls_port, ca_cert = 0, None
+    if tls:
+        from support.tls import make_ca  # only TLS brokers need openssl
+
+        ca = make_ca(base / "tls")
+        issued = ca.issue(base / "tls", "broker", ("localhost", "127.0.0.1"))
+        tls_port, ca_cert = free_port(), ca.cert
+        tls_conf = [
+            f"listeners.ssl.default = 127.0.0.1:{tls_port}",
+            f"ssl_options.cacertfile = {ca.cert}",
+            f"ssl_options.certfile = {issued.cert}",
+            f"ssl_options.keyfile = {issued.key}",
+            "ssl_options.verify = verify_none",
+            "ssl_options.fail_if_no_peer_cert = false",
+            "ssl_options.versions.1 = tlsv1.3",
+            "ssl_options.versions.2 = tlsv1.2",
+        ]
     (base / "rabbitmq.conf").write_text(
         "\n".join(
             [
@@ -244,6 +284,7 @@ def private_broker(
                 "log.console = false",
                 "log.file.level = warning",
                 *management_conf,
+                *tls_conf,
                 *extra_conf,
                 "",
             ]
@@ -265,7 +306,9 @@ def private_broker(
         "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
     }
-    broker = Broker(node, port, env, base, students, admin_pw, worker_pw)
+    broker = Broker(
+        node, port, env, base, students, admin_pw, worker_pw, tls_port=tls_port, ca=ca_cert
+    )
     broker.management_port = management_port
     epmd: subprocess.Popen | None = None
     server: subprocess.Popen | None = None

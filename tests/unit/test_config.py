@@ -73,3 +73,42 @@ def test_student_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None
     assert student_config_path() == Path("/env/path.yaml")
     monkeypatch.delenv("PIMQ_CONFIG")
     assert student_config_path().name == "config.yaml"
+
+
+STUDENT_TLS = "vhost: alice\nuser: alice\npassword: pw\nhost: pihead\n"
+
+
+def test_student_config_without_ca_is_plaintext_5672(tmp_path: Path) -> None:
+    cfg = load_student_config(write(tmp_path, STUDENT_TLS))
+    assert (cfg.ca, cfg.port) == (None, 5672)
+
+
+def test_student_config_with_ca_defaults_to_5671(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = load_student_config(write(tmp_path, STUDENT_TLS + f"ca: {ca}\n"))
+    assert (cfg.ca, cfg.port) == (str(ca), 5671)
+    cfg = load_student_config(write(tmp_path, STUDENT_TLS + "ca: ca.crt\nport: 6000\n"))
+    assert (cfg.ca, cfg.port) == (str(ca), 6000)  # relative to the config's folder
+
+
+def test_worker_config_with_ca(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("x")
+    cfg = load_worker_config(write(tmp_path, WORKER.replace("port: 5672\n", f"ca: {ca}\n")))
+    assert (cfg.ca, cfg.port) == (str(ca), 5671)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ca: /nonexistent/ca.crt\n", "ca /nonexistent/ca.crt cannot be read (No such file"),
+        ("ca: ''\n", "ca must be a non-empty string"),
+        ("ca: [a]\n", "ca must be a non-empty string"),
+    ],
+)
+def test_bad_ca(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_student_config(write(tmp_path, STUDENT_TLS + line))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_worker_config(write(tmp_path, WORKER + line))

@@ -28,6 +28,7 @@ def plugin(role: str, name: str) -> ModuleType:
 hosts = plugin("pimq_common", "pimq_hosts")
 runtime = plugin("pimq_runtime", "pimq_runtime")
 head = plugin("pimq_head", "pimq_head")
+tls = plugin("pimq_broker", "pimq_tls")
 
 
 # --- /etc/hosts ---------------------------------------------------------------------
@@ -202,3 +203,48 @@ def test_head_accounts_is_registered() -> None:
 def test_head_accounts_bad_input(students, port, passwords, error) -> None:
     with pytest.raises(AnsibleFilterError, match=error):
         head.head_accounts(students, "head", port, passwords, "Ansible managed")
+
+
+def test_head_accounts_with_the_room_ca_use_tls() -> None:
+    accounts = head.head_accounts(
+        STUDENTS[:1], "head", 5671, PASSWORDS, "Ansible managed", "/etc/pimq/ca.crt"
+    )
+    assert accounts[0]["config"] == (
+        "# pimq client configuration of alice (Ansible managed).\n"
+        "# Keep it private: it holds your broker password.\n"
+        "host: head\n"
+        "port: 5671\n"
+        "ca: /etc/pimq/ca.crt\n"
+        "vhost: alice\n"
+        "user: alice\n"
+        "password: Abc123xyz\n"
+    )
+    with pytest.raises(AnsibleFilterError, match="ca 5 is not a path"):
+        head.head_accounts(STUDENTS, "head", 5671, PASSWORDS, "m", 5)
+
+
+# --- broker certificates ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "hostvars", "sans"),
+    [
+        ("head", {"ansible_host": "10.0.0.1"}, ["DNS:head", "IP:10.0.0.1"]),
+        (
+            "pi-b",
+            {"pimq_address": "192.168.1.5", "ansible_host": "pi-b.local"},
+            ["DNS:pi-b", "IP:192.168.1.5", "DNS:pi-b.local"],
+        ),
+        ("pi-c", {"ansible_host": "fe80::1"}, ["DNS:pi-c", "IP:fe80::1"]),
+        ("pi-d", {"ansible_host": "pi-d", "pimq_address": ""}, ["DNS:pi-d"]),
+        ("pi-e", {"ansible_facts": {"default_ipv4": {"address": "10.0.0.7"}}}, ["DNS:pi-e"]),
+    ],
+)
+def test_tls_sans_name_then_inventory_addresses(name, hostvars, sans) -> None:
+    assert tls.tls_sans(name, hostvars) == sans
+
+
+def test_tls_sans_is_registered_and_checks_input() -> None:
+    assert tls.FilterModule().filters() == {"pimq_tls_sans": tls.tls_sans}
+    with pytest.raises(AnsibleFilterError, match="expects a host name"):
+        tls.tls_sans("", {})
+    with pytest.raises(AnsibleFilterError, match="expects the host's variables, got list"):
+        tls.tls_sans("pi", [])

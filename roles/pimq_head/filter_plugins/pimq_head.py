@@ -9,12 +9,18 @@ from ansible.errors import AnsibleFilterError
 from ansible.plugins.filter.core import to_nice_yaml
 
 
-def student_config(name: str, host: str, port: int | str, password: str, managed: str) -> str:
+def student_config(
+    name: str, host: str, port: int | str, password: str, managed: str, ca: str = ""
+) -> str:
     """The content of a student's ``~/.config/pimq/config.yaml``: two comment lines
     (`managed`: what ``ansible_managed`` says), then exactly ``host``, ``port``,
-    ``vhost``, ``user`` and ``password``, in that order, as Ansible's
+    ``ca`` (the room CA's certificate: TLS, verified; left out when `ca` is
+    empty), ``vhost``, ``user`` and ``password``, in that order, as Ansible's
     ``to_nice_yaml`` writes them."""
-    settings = {"host": host, "port": int(port), "vhost": name, "user": name, "password": password}
+    settings: dict[str, Any] = {"host": host, "port": int(port)}
+    if ca:
+        settings["ca"] = ca
+    settings.update({"vhost": name, "user": name, "password": password})
     return (
         f"# pimq client configuration of {name} ({managed}).\n"
         "# Keep it private: it holds your broker password.\n"
@@ -28,12 +34,15 @@ def head_accounts(
     port: int | str,
     passwords: Mapping[str, str],
     managed: str,
+    ca: str = "",
 ) -> list[dict[str, str]]:
     """``pimq_accounts`` ``accounts`` for the normalised present students (the
     ``pimq_roster('present')`` filter's entries): per student its ``name``, its
     ``full_name`` as ``comment``, its ``ssh_key`` and as ``config`` its
-    :func:`student_config` with the broker `host` and `port` and its password
-    from `passwords` (``{name: password}``)."""
+    :func:`student_config` with the broker `host`, `port` and `ca` and its
+    password from `passwords` (``{name: password}``)."""
+    if not isinstance(ca, str):
+        raise AnsibleFilterError(f"pimq_head_accounts: ca {ca!r} is not a path")
     if isinstance(students, (str, Mapping)) or not isinstance(students, Iterable):
         raise AnsibleFilterError(
             "pimq_head_accounts: expects the list of normalised students, "
@@ -59,7 +68,7 @@ def head_accounts(
                 "name": name,
                 "comment": student["full_name"],
                 "ssh_key": student["ssh_key"],
-                "config": student_config(name, host, port, passwords[name], managed),
+                "config": student_config(name, host, port, passwords[name], managed, ca),
             }
         )
     return accounts

@@ -14,6 +14,13 @@ from pimq.errors import ConfigError
 
 WORKER_CONFIG = "/etc/pimq/worker.yaml"
 STUDENT_CONFIG = "~/.config/pimq/config.yaml"
+#: The broker's port without TLS (an old room's config, or loopback only).
+AMQP_PORT = 5672
+#: The broker's port with TLS: the default when a config names a ``ca``.
+AMQPS_PORT = 5671
+#: The management API's ports: plain HTTP (loopback only in a TLS room) and HTTPS.
+MANAGEMENT_PORT = 15672
+MANAGEMENT_TLS_PORT = 15671
 
 
 @dataclass(frozen=True)
@@ -22,10 +29,11 @@ class WorkerConfig:
     user: str
     password: str = field(repr=False)
     vhosts: tuple[str, ...]
-    port: int = 5672
+    port: int = AMQP_PORT
     processes: int = 0  # 0 = one per CPU core
     heartbeat: int = 30
     prefetch: int = 0  # per vhost; 0 = automatic (see Worker.prefetch_for)
+    ca: str | None = None  # the room CA's certificate: TLS, verified; None = plaintext
 
     def pool_size(self) -> int:
         return self.processes or os.cpu_count() or 1
@@ -37,14 +45,19 @@ class StudentConfig:
     user: str
     password: str = field(repr=False)
     host: str = "localhost"
-    port: int = 5672
+    port: int = AMQP_PORT
+    ca: str | None = None  # the room CA's certificate: TLS, verified; None = plaintext
     #: the broker's management API (``pimq queue list``): ``management_url``
-    #: when the config gives one, else http on ``host``:``management_port``
-    management_port: int = 15672
+    #: when the config gives one, else https (with ``ca``) or http on
+    #: ``host``:``management_port``
+    management_port: int = 0
     management_url: str = ""
 
     def management_base(self) -> str:
-        return (self.management_url or f"http://{self.host}:{self.management_port}").rstrip("/")
+        if self.management_url:
+            return self.management_url.rstrip("/")
+        scheme, default = ("https", MANAGEMENT_TLS_PORT) if self.ca else ("http", MANAGEMENT_PORT)
+        return f"{scheme}://{self.host}:{self.management_port or default}"
 
     def where(self) -> tuple[str, int, str, str]:
         """(host, port, vhost, user): what error messages name."""
@@ -94,6 +107,32 @@ def _int(path: Path, data: dict[str, Any], key: str, default: int, low: int, hig
     return value
 
 
+def _ca(path: Path, data: dict[str, Any]) -> str | None:
+    """The ``ca`` key: the path of a readable CA certificate file, or None if absent.
+
+    With it, connections use TLS and verify the broker's certificate against
+    this CA and its name against the host connected to; without it they are
+    plaintext, as in rooms provisioned before TLS."""
+    if "ca" not in data:
+        return None
+    value = _str(path, data, "ca")
+    ca = Path(value).expanduser()
+    if not ca.is_absolute():
+        ca = path.parent / ca
+    try:
+        with ca.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path}: ca {value} cannot be read ({exc.strerror or exc})"
+        ) from None
+    return str(ca)
+
+
+def _port(path: Path, data: dict[str, Any], ca: str | None) -> int:
+    return _int(path, data, "port", AMQPS_PORT if ca else AMQP_PORT, 1, 65535)
+
+
 def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerConfig:
     p = Path(path)
     data = _load_mapping(p)
@@ -101,8 +140,9 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         p,
         data,
         {"host", "user", "password", "vhosts"},
-        {"port", "processes", "heartbeat", "prefetch"},
+        {"port", "processes", "heartbeat", "prefetch", "ca"},
     )
+    ca = _ca(p, data)
     vhosts = data["vhosts"]
     if vhosts is None:
         vhosts = []
@@ -115,10 +155,11 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         user=_str(p, data, "user"),
         password=_str(p, data, "password"),
         vhosts=tuple(vhosts),
-        port=_int(p, data, "port", 5672, 1, 65535),
+        port=_port(p, data, ca),
         processes=_int(p, data, "processes", 0, 0, 1024),
         heartbeat=_int(p, data, "heartbeat", 30, 0, 3600),
         prefetch=_int(p, data, "prefetch", 0, 0, 10000),
+        ca=ca,
     )
 
 
@@ -144,8 +185,9 @@ def load_student_config(path: Path, host: str | None = None) -> StudentConfig:
         path,
         data,
         {"vhost", "user", "password"},
-        {"host", "port", "management_port", "management_url"},
+        {"host", "port", "ca", "management_port", "management_url"},
     )
+    ca = _ca(path, data)
     management_url = _str(path, data, "management_url") if "management_url" in data else ""
     if management_url and not management_url.startswith(("http://", "https://")):
         raise ConfigError(f"config file {path}: management_url must be an http(s) URL")
@@ -154,8 +196,9 @@ def load_student_config(path: Path, host: str | None = None) -> StudentConfig:
         user=_str(path, data, "user"),
         password=_str(path, data, "password"),
         host=host or (_str(path, data, "host") if "host" in data else "localhost"),
-        port=_int(path, data, "port", 5672, 1, 65535),
-        management_port=_int(path, data, "management_port", 15672, 1, 65535),
+        port=_port(path, data, ca),
+        ca=ca,
+        management_port=_int(path, data, "management_port", 0, 0, 65535),
         # a buddy's broker (--host) has its own management API, or none
         management_url="" if host else management_url,
     )

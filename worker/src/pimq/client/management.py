@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pimq.config import StudentConfig
+from pimq.protocol.amqp import tls_context
 
 TIMEOUT = 10.0
 
@@ -36,8 +36,10 @@ class QueueInfo:
     auto_delete: bool
 
 
-def _get(cfg: StudentConfig, path: str, context: ssl.SSLContext | None = None) -> Any:
+def _get(cfg: StudentConfig, path: str) -> Any:
     url = cfg.management_base() + path
+    # https with the room CA (the same trust as the AMQP connection)
+    context = tls_context(cfg.ca) if cfg.ca and url.startswith("https:") else None
     token = base64.b64encode(f"{cfg.user}:{cfg.password}".encode()).decode()
     request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
     try:

@@ -43,7 +43,7 @@ def status(cfg: StudentConfig, as_json: bool = False) -> int:
         }
         print(json.dumps(doc))
         return 0
-    print(f"vhost {cfg.vhost} on {cfg.host}:{cfg.port}")
+    print(f"vhost {cfg.vhost} on {cfg.host}:{cfg.port} ({'TLS' if cfg.ca else 'plaintext'})")
     print(f"workers consuming {topology.TASKS}: {workers}")
     print(f"{'queue':<36} {'messages':>9} {'consumers':>9}")
     for r in rows:

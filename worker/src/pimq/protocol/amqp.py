@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,31 @@ def read_whole_frames() -> None:
         _AsyncTransportBase._MAX_RECV_BYTES = RECV_BYTES
 
 
+def tls_context(ca: str) -> ssl.SSLContext:
+    """A client TLS context that trusts only the room CA in file ``ca`` and checks
+    the broker's host name (TLS 1.2 or newer)."""
+    # PROTOCOL_TLS_CLIENT, not create_default_context(): that one also trusts
+    # every CA of the system's store; a room trusts its own CA only.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def tls_options(host: str, ca: str | None) -> pika.SSLOptions | None:
+    """pika's TLS options for a connection to ``host`` verified against ``ca``
+    (None: plaintext). The same call in pika 1.2, 1.3 and newer."""
+    if not ca:
+        return None
+    try:
+        ctx = tls_context(ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerError(f"cannot use the CA certificate {ca}: {_reason(exc)}") from None
+    return pika.SSLOptions(ctx, server_hostname=host)
+
+
 def parameters(
     host: str,
     port: int,
@@ -44,7 +70,9 @@ def parameters(
     password: str,
     heartbeat: int = 30,
     name: str = "pimq",
+    ca: str | None = None,
 ) -> pika.ConnectionParameters:
+    """Connection parameters; with ``ca``, TLS verified against that CA and ``host``."""
     read_whole_frames()
     return pika.ConnectionParameters(
         host=host,
@@ -57,6 +85,7 @@ def parameters(
         stack_timeout=15,
         blocked_connection_timeout=300,
         client_properties={"connection_name": f"{name} on {socket.gethostname()}"},
+        ssl_options=tls_options(host, ca),
     )
 
 
@@ -64,7 +93,18 @@ def student_parameters(
     cfg: StudentConfig, name: str = "pimq", heartbeat: int = 30
 ) -> pika.ConnectionParameters:
     """A student's connection: what ``pimq run``, the lab verbs and ``pimq.connect()`` use."""
-    return parameters(cfg.host, cfg.port, cfg.vhost, cfg.user, cfg.password, heartbeat, name)
+    return parameters(
+        cfg.host, cfg.port, cfg.vhost, cfg.user, cfg.password, heartbeat, name, cfg.ca
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """An SSL error's reason in a few words (``certificate verify failed: ...``)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return exc.verify_message or exc.reason or "certificate verify failed"
+    if isinstance(exc, ssl.SSLError):
+        return (exc.reason or str(exc)).replace("_", " ").lower()
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def _unwrap(exc: BaseException | None) -> BaseException | None:
@@ -87,10 +127,21 @@ def _unwrap(exc: BaseException | None) -> BaseException | None:
     return exc
 
 
-def describe(exc: BaseException | None, host: str, port: int, vhost: str, user: str) -> str:
-    """One line saying why a connection failed or closed; never the password."""
+def describe(
+    exc: BaseException | None, host: str, port: int, vhost: str, user: str, tls: bool = False
+) -> str:
+    """One line saying why a connection failed or closed; never the password.
+
+    ``tls``: whether the connection used TLS (says so when a handshake fails)."""
     where = f"{host}:{port}"
     exc = _unwrap(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"broker at {where} failed TLS verification against the room CA "
+            f"({_reason(exc)}): is this the room's broker and its name?"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with the broker at {where} failed ({_reason(exc)})"
     if isinstance(exc, px.ProbableAuthenticationError):
         return f"broker at {where} refused user {user!r}: wrong user name or password"
     if isinstance(exc, px.ProbableAccessDeniedError):
@@ -101,6 +152,10 @@ def describe(exc: BaseException | None, host: str, port: int, vhost: str, user: 
         return f"broker at {where} closed the connection: {exc.reply_text}"
     if isinstance(exc, socket.gaierror):
         return f"cannot find the broker host {host!r}"
+    if isinstance(exc, px.IncompatibleProtocolError) and not tls:
+        return (
+            f"broker at {where} did not answer in plain AMQP (a TLS port? the config names no ca)"
+        )
     if isinstance(exc, (px.StreamLostError, px.IncompatibleProtocolError, px.ConnectionClosed)):
         return f"lost the connection to the broker at {where}"
     if isinstance(exc, OSError):
@@ -117,7 +172,7 @@ def blocking_connect(
     try:
         return pika.BlockingConnection(student_parameters(cfg, name, heartbeat))
     except (px.AMQPError, OSError) as exc:
-        raise BrokerError(describe(exc, cfg.host, cfg.port, cfg.vhost, cfg.user)) from None
+        raise BrokerError(describe(exc, *cfg.where(), tls=bool(cfg.ca))) from None
 
 
 class Confirms:

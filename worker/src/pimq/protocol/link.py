@@ -80,7 +80,7 @@ class Link:
         )
 
     def describe(self, exc: BaseException | None) -> str:
-        return amqp.describe(exc, *self.where)
+        return amqp.describe(exc, *self.where, tls=self.parameters.ssl_options is not None)
 
     def is_open(self) -> bool:
         return self.channel is not None and self.channel.is_open

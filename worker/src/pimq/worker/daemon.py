@@ -49,12 +49,13 @@ class Worker:
     def run(self) -> int:
         cfg = self.cfg
         log.info(
-            "pimq worker on %s: %d vhost(s), %d process(es), broker %s:%s, heartbeat %s s",
+            "pimq worker on %s: %d vhost(s), %d process(es), broker %s:%s (%s), heartbeat %s s",
             self.name,
             len(self.links),
             self.pool_size,
             cfg.host,
             cfg.port,
+            f"TLS, CA {cfg.ca}" if cfg.ca else "plaintext",
             cfg.heartbeat,
         )
         self.pool.start()

@@ -52,7 +52,7 @@ class VhostLink(Link):
     def __init__(self, worker: Worker, vhost: str) -> None:
         cfg = worker.cfg
         params = amqp.parameters(
-            cfg.host, cfg.port, vhost, cfg.user, cfg.password, cfg.heartbeat, "pimq-worker"
+            cfg.host, cfg.port, vhost, cfg.user, cfg.password, cfg.heartbeat, "pimq-worker", cfg.ca
         )
         super().__init__(worker.ioloop, params, (cfg.host, cfg.port, vhost, cfg.user))
         self.worker = worker
@@ -147,10 +147,11 @@ class VhostLink(Link):
         self.backoff.reset()
         cfg = self.worker.cfg
         log.info(
-            "vhost %s: connected to %s:%s, consuming %s",
+            "vhost %s: connected to %s:%s%s, consuming %s",
             self.vhost,
             cfg.host,
             cfg.port,
+            " over TLS" if cfg.ca else "",
             topology.TASKS,
         )
 
