@@ -165,13 +165,14 @@ def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
         prefetch: int = 0,
         extra: tuple[str, ...] = (),
         wait: bool = True,
+        extra_config: str = "",
     ) -> WorkerProc:
         n = len(started)
         cfg = tmp_path / f"worker{n}.yaml"
         cfg.write_text(
             f"host: 127.0.0.1\nport: {broker.port}\nuser: {WORKER_USER}\n"
             f'password: "{WORKER_PASSWORD}"\nvhosts: {json.dumps(vhosts)}\n'
-            f"processes: {processes}\nheartbeat: {heartbeat}\nprefetch: {prefetch}\n"
+            f"processes: {processes}\nheartbeat: {heartbeat}\nprefetch: {prefetch}\n" + extra_config
         )
         cfg.chmod(0o600)
         log = tmp_path / f"worker{n}.log"

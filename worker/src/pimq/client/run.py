@@ -133,7 +133,7 @@ def run_job(kind: str, rest: list[str]) -> int:
     cfg = load_student_config(student_config_path(args.config), args.host)
     headers: dict[str, Any] = {}
     if args.shard_timeout:
-        headers[H_SHARD_TIMEOUT] = args.shard_timeout
+        headers[H_SHARD_TIMEOUT] = max(1, round(args.shard_timeout * 1000))
     code = None
     wire_kind = kind
     if student is not None:

@@ -15,8 +15,10 @@ result queue, and these headers say what it is:
                       the first time: 0)
 ``pimq-code``         kind ``module`` only: the SHA-256 of the student's module
                       (its source travels once per job, see :func:`encode_code`)
-``pimq-shard-timeout`` the student's per-shard wall-clock limit in seconds
-                      (``--shard-timeout``; left out when not given)
+``pimq-shard-timeout-ms`` the student's per-shard wall-clock limit in ms
+                      (``--shard-timeout``; an integer: a float header value
+                      made the broker close the controller's connection in the
+                      integration tests; left out when not given)
 ====================  =======================================================
 
 Nothing else is set: every property and header costs the controller, the
@@ -53,7 +55,7 @@ H_REASON = "pimq-reason"
 H_TRACEBACK = "pimq-traceback"
 H_WORKER = "pimq-worker"
 H_CODE = "pimq-code"
-H_SHARD_TIMEOUT = "pimq-shard-timeout"
+H_SHARD_TIMEOUT = "pimq-shard-timeout-ms"
 
 #: the kind of a student's own module (``pimq run ./module.py``)
 MODULE_KIND = "module"
@@ -203,10 +205,10 @@ def parse_shard(props: pika.BasicProperties | None, body: bytes) -> Shard:
     if kind == MODULE_KIND and not (isinstance(code, str) and DIGEST_RE.match(code)):
         raise BadMessage(f"header {H_CODE} missing or not a SHA-256 digest")
     limit = headers.get(H_SHARD_TIMEOUT, 0)
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
-        raise BadMessage(f"header {H_SHARD_TIMEOUT} is not a non-negative number")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise BadMessage(f"header {H_SHARD_TIMEOUT} is not a non-negative integer")
     return Shard(
-        job, index, count, kind, params_json, reply_to, attempt, body, code or "", float(limit)
+        job, index, count, kind, params_json, reply_to, attempt, body, code or "", limit / 1000
     )
 
 
