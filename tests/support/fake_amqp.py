@@ -656,7 +656,9 @@ def start_worker(room: Room, vhosts: tuple[str, ...], processes: int = 1, **cfg:
     return worker
 
 
-def queue_shards(room: Room, vhost: str, job: str, kind: str, bodies: list[bytes]) -> str:
+def queue_shards(
+    room: Room, vhost: str, job: str, kind: str, bodies: list[bytes], headers: Any = None
+) -> str:
     """Publish a job's shards as a controller would; returns its result queue."""
     from pimq.protocol import topology
     from pimq.protocol.wire import shard_properties
@@ -664,6 +666,6 @@ def queue_shards(room: Room, vhost: str, job: str, kind: str, bodies: list[bytes
     reply_to = topology.result_queue(job)
     room.broker.declare(vhost, reply_to, topology.RESULTS, reply_to)
     for i, body in enumerate(bodies):
-        props = shard_properties(job, i, len(bodies), kind, "{}", reply_to)
+        props = shard_properties(job, i, len(bodies), kind, "{}", reply_to, 0, headers)
         room.broker.put(vhost, topology.TASKS, topology.TASKS, body, props)
     return reply_to

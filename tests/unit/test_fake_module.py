@@ -82,3 +82,23 @@ def test_a_raising_run_fails_the_job_with_the_students_traceback(room, activator
     assert '  File "count.py", line 3, in run' in rest
     assert room.broker.depth("s1", topology.TASKS) == 0
     assert room.broker.depth("s1", topology.DEAD) == 1
+
+
+def test_a_shard_whose_module_never_comes_is_dead_lettered(room, activator, tmp_path):
+    from support.fake_amqp import queue_shards
+
+    from pimq.protocol.wire import H_CODE
+    from pimq.worker.vhost import CODE_WAIT
+
+    worker = start_worker(room, ("s1",), store=str(tmp_path / "store"))
+    job = "ef" * 8
+    queue = queue_shards(room, "s1", job, "module", [b"x"], {H_CODE: "0" * 64})
+    link = worker.links[0]
+    room.loop.run(lambda: bool(link.waiting))
+    link.expire_waiting(time.monotonic() + CODE_WAIT / 2)  # (the worker's tick calls this)
+    assert link.waiting
+    link.expire_waiting(time.monotonic() + CODE_WAIT + 1)
+    room.loop.run(lambda: room.broker.depth("s1", topology.DEAD) == 1)
+    entry = room.broker.queue("s1", queue).messages[0].body
+    assert b"module was not announced within 30 s" in entry
+    assert room.broker.depth("s1", topology.TASKS) == 0

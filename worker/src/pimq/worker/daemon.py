@@ -157,6 +157,10 @@ class Worker:
 
     def _tick(self) -> None:
         self.pool.expire()
+        now = time.monotonic()
+        for link in self.links:
+            if link.waiting_since:
+                link.expire_waiting(now)
         if self.signalled and not self.stopping:
             self.begin_stop()
         if self.stopping:

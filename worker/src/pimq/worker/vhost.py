@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 CANCEL_MEMORY = 10000  # ended jobs remembered per vhost
 MODULE_MEMORY = 1000  # module file names remembered per vhost
+#: a shard whose module has not been announced within this many seconds is
+#: dead-lettered (its controller is gone: it re-announces every 5 s)
+CODE_WAIT = 30.0
 
 
 @dataclass
@@ -85,6 +89,7 @@ class VhostLink(Link):
         self.reconsume = False  # a new window is due: consume again once it fits
         #: shards of a student module whose source has not arrived yet, by digest
         self.waiting: dict[str, list[Delivery]] = {}
+        self.waiting_since: dict[str, float] = {}
         #: digest -> file name of the modules announced (for the tracebacks)
         self.module_files: dict[str, str] = {}
         self.module_jobs: dict[str, None] = {}  # jobs of student modules seen here
@@ -103,6 +108,7 @@ class VhostLink(Link):
         self.closed = True
         self.pending.clear()  # unacked: the broker redelivers them
         self.waiting.clear()
+        self.waiting_since.clear()
         self.acks.reset()
         if self.worker.stopping:
             log.info("vhost %s: disconnected", self.vhost)
@@ -186,6 +192,7 @@ class VhostLink(Link):
                     self.acks.nack(ch, d.tag)
         self.pending.clear()
         self.waiting.clear()
+        self.waiting_since.clear()
 
     def busy(self) -> bool:
         return bool(self.confirms) or bool(self.acks)
@@ -249,6 +256,7 @@ class VhostLink(Link):
             if not self.worker.store.has(self.vhost, shard.code):
                 # its source is announced on pimq.control (again every few s)
                 self.waiting.setdefault(shard.code, []).append(delivery)
+                self.waiting_since.setdefault(shard.code, time.monotonic())
                 return
         elif not jobs.exists(shard.kind):
             reason = f"unknown job kind {shard.kind!r} on worker {self.worker_name}"
@@ -275,9 +283,21 @@ class VhostLink(Link):
                 log.warning("vhost %s: module of job %s refused: %s", self.vhost, job, exc)
                 return
         parked = self.waiting.pop(code, [])
+        self.waiting_since.pop(code, None)
         if parked:
             self.pending.extend(d for d in parked if d.generation == self.generation)
             self.worker.enqueue(self)
+
+    def expire_waiting(self, now: float) -> None:
+        """Dead-letter the shards whose module never came (:data:`CODE_WAIT`)."""
+        for code, since in list(self.waiting_since.items()):
+            if now - since < CODE_WAIT:
+                continue
+            del self.waiting_since[code]
+            for d in self.waiting.pop(code, []):
+                if d.generation == self.generation:
+                    reason = f"the job's module was not announced within {CODE_WAIT:g} s"
+                    retry.dead_letter(self, d.tag, d.props, d.shard.body, reason, shard=d.shard)
 
     def _on_control(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         announced = decode_code(body)
@@ -304,6 +324,7 @@ class VhostLink(Link):
             self.waiting[code] = [d for d in parked if d.shard.job != job]
             if not self.waiting[code]:
                 del self.waiting[code]
+                self.waiting_since.pop(code, None)
         self.settle(self.generation, dropped, True)
         module = job in self.module_jobs
         stopped = self.worker.stop_job(self, job, reason, module)
