@@ -8,7 +8,7 @@ then runs ``run(body, params)`` for each shard and sends the result back as
 JSON (at most 16 MiB) or the student's traceback.
 
 Limits it names itself (systemd enforces them too, without naming them):
-``--memory-mb`` becomes ``RLIMIT_AS`` so that an allocation beyond it raises
+``--memory-mb`` is the ``RLIMIT_AS`` (``LimitAS=`` in the unit) so that an allocation beyond it raises
 ``MemoryError`` here ("memory limit 256 MiB exceeded") before the cgroup's
 ``MemoryMax=`` kills the process; ``--tasks`` is only quoted when ``fork``
 fails (``TasksMax=``). A watchdog thread ends the process the moment the
@@ -18,6 +18,7 @@ limit): systemd then kills whatever the student left running in the unit.
 
 import argparse
 import json
+import linecache
 import os
 import resource
 import select
@@ -104,6 +105,8 @@ def serve(sock, limits):
     module.__file__ = filename
     sys.modules["student_module"] = module
     threading.Thread(target=watchdog, args=(sock,), daemon=True).start()
+    lines = init["code"].splitlines(keepends=True)
+    linecache.cache[filename] = (len(init["code"]), None, lines, filename)  # source in tracebacks
     try:
         exec(compile(init["code"], filename, "exec"), module.__dict__)
         run = module.run
@@ -151,9 +154,14 @@ def main():
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--tasks", type=int, default=0)
     limits = parser.parse_args()
-    if limits.memory_mb:
+    if limits.memory_mb:  # the unit sets LimitAS= (setrlimit is filtered there)
         size = limits.memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft > size:
+            try:
+                resource.setrlimit(resource.RLIMIT_AS, (size, hard))
+            except (OSError, ValueError):
+                pass
     sock = socket.socket(fileno=0)
     os.dup2(2, 1)  # print() in student code goes to the journal, not the protocol
     try:
