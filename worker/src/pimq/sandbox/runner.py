@@ -8,12 +8,13 @@ then runs ``run(body, params)`` for each shard and sends the result back as
 JSON (at most 16 MiB) or the student's traceback.
 
 Limits it names itself (systemd enforces them too, without naming them):
-``--memory-mb`` is the ``RLIMIT_AS`` (``LimitAS=`` in the unit) so that an
+``--memory-mb`` is the ``RLIMIT_AS`` (``LimitAS=`` in the unit), so that an
 allocation beyond it raises ``MemoryError`` here ("memory limit 256 MiB
-exceeded") before the cgroup's ``MemoryMax=`` kills the process; ``--tasks`` is only quoted when ``fork``
-fails (``TasksMax=``). A watchdog thread ends the process the moment the
-worker closes the connection (job over, cancelled, or shard past its time
-limit): systemd then kills whatever the student left running in the unit.
+exceeded") before the cgroup's ``MemoryMax=`` kills the process; ``--tasks``
+is only quoted when ``fork`` fails (``TasksMax=``). A watchdog thread ends
+the process the moment the worker closes the connection (job over,
+cancelled, or shard past its time limit): systemd then kills whatever the
+student left running in the unit.
 """
 
 import argparse
