@@ -296,7 +296,10 @@ class Controller(Link):
             if result.job != self.job or not 0 <= result.index < count:
                 continue
             if not result.ok:
-                tb = f"\n{result.traceback.rstrip()}" if result.traceback else ""
+                lines = result.traceback.rstrip().splitlines()
+                if lines and lines[-1] in result.error:  # the summary, already said
+                    lines.pop()
+                tb = "".join(f"\n{line}" for line in lines)
                 self._fail(
                     JobFailed(
                         f"shard {result.index} of job {self.job} failed on {result.worker}: "
