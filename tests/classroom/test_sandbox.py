@@ -182,7 +182,9 @@ def test_attacks_are_refused_or_limited_and_others_run_exact(room: nodes.Room, c
     # nothing outlives the job: the background process is gone with its sandbox
     for worker in room.workers:
         nodes.wait_for(
-            lambda w=worker: nodes.on_node(w, "pgrep -f '[s]leep 4242'", check=False).returncode == 1,
+            lambda w=worker: (
+                nodes.on_node(w, "pgrep -f '[s]leep 4242'", check=False).returncode == 1
+            ),
             timeout=20,
             what=f"no process left behind on {worker}",
         )
@@ -215,7 +217,7 @@ def test_the_sandbox_unit_passes_systemd_analyze_security(room: nodes.Room, conv
     assert socket.stdout.strip() == "root pimq 660"
 
 
-def test_the_memory_cgroup_step_edits_the_boot_command_line(room: nodes.Room, converged, tmp_path):
+def test_the_memory_cgroup_step_edits_the_boot_command_line(room: nodes.Room, tmp_path):
     worker = room.workers[0]
     line = "console=serial0,115200 console=tty1 root=PARTUUID=abc-02 rootfstype=ext4 fsck.repair=yes rootwait cfg80211.ieee80211_regdom=GB"  # noqa: E501
     nodes.on_node(
