@@ -71,7 +71,11 @@ class JobOutcome:
         return sum(r.seconds for r in self.results.values())
 
     @property
-    def speedup(self) -> float:
+    def parallelism(self) -> float:
+        """Shard compute time over wall time: how many shards ran at once on
+        average. Not a speedup: a shard's own time swells while it waits for a
+        core (three Pis sharing two cores show more than 2x), and nothing here
+        was timed serially."""
         return self.compute / self.wall if self.wall > 0 else 0.0
 
 

@@ -1,10 +1,22 @@
-"""A one-line progress bar on stderr (only when stderr is a terminal)."""
+"""A one-line progress bar on stderr (only when stderr is a terminal).
+
+The line never outgrows the terminal (a wrapped line cannot be redrawn with
+``\r``): it is fitted to the width at every redraw, so a 60-column SSH window
+or a resized one keeps one line that updates in place.
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import TextIO
+
+CLEAR_LINE = "\r\x1b[K"  # carriage return, erase to the end of the line
+
+
+def columns() -> int:
+    return shutil.get_terminal_size((80, 24)).columns
 
 
 class Progress:
@@ -17,6 +29,16 @@ class Progress:
         self.last = 0.0
         self.note = ""
 
+    def line(self, done: int, elapsed: float, cols: int) -> str:
+        """The bar for ``done`` of ``total`` shards, at most ``cols - 1`` wide."""
+        tail = f" {done}/{self.total} shards {elapsed:6.1f} s {self.note}".rstrip()
+        room = cols - 1 - len(tail) - 2
+        width = min(self.width, room)
+        if width < 5:  # too narrow for a bar: the figures alone
+            return tail.strip()[: max(cols - 1, 0)]
+        filled = width * done // max(self.total, 1)
+        return f"[{'#' * filled}{'.' * (width - filled)}]{tail}"
+
     def update(self, done: int, force: bool = False) -> None:
         if not self.enabled:
             return
@@ -24,10 +46,7 @@ class Progress:
         if not force and now - self.last < 0.1 and done < self.total:
             return
         self.last = now
-        filled = self.width * done // max(self.total, 1)
-        bar = "#" * filled + "." * (self.width - filled)
-        line = f"\r[{bar}] {done}/{self.total} shards  {now - self.start:6.1f} s {self.note}"
-        self.stream.write(line.ljust(79))
+        self.stream.write(CLEAR_LINE + self.line(done, now - self.start, columns()))
         self.stream.flush()
 
     def message(self, text: str) -> None:
@@ -38,5 +57,5 @@ class Progress:
 
     def clear(self) -> None:
         if self.enabled:
-            self.stream.write("\r" + " " * 79 + "\r")
+            self.stream.write(CLEAR_LINE)
             self.stream.flush()

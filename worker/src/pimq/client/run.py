@@ -68,7 +68,7 @@ def summary(kind: str, job_params: dict, outcome: JobOutcome, result: Any) -> di
         "shards": outcome.count,
         "wall_seconds": round(outcome.wall, 6),
         "compute_seconds": round(outcome.compute, 6),
-        "speedup": round(outcome.speedup, 3),
+        "parallelism": round(outcome.parallelism, 3),
         "workers": dict(sorted(outcome.per_worker.items())),
         "duplicates": outcome.duplicates,
     }
@@ -166,7 +166,8 @@ def run_job(kind: str, rest: list[str]) -> int:
     workers = ", ".join(f"{w} {n}" for w, n in doc["workers"].items()) or "-"
     print(
         f"job {outcome.job}: {outcome.count} shard(s) in {outcome.wall:.2f} s, "
-        f"compute {outcome.compute:.2f} s, speedup {outcome.speedup:.2f}x",
+        f"shard compute {outcome.compute:.2f} s, parallelism {outcome.parallelism:.2f}x "
+        "(compute / wall, not a speedup)",
         file=sys.stderr,
     )
     print(f"shards per worker: {workers}", file=sys.stderr)
