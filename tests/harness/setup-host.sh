@@ -52,6 +52,15 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || die "dockerd did not come up in 60 s; see /var/log/pimq-dockerd.log"
 fi
 
+# Every simulated Pi runs systemd, and every systemd (PID 1, journald, logind,
+# .path units) holds inotify instances, all counted against root on the host:
+# the kernel's default of 128 runs out with a few rooms up (path units then
+# fail and a Pi boots "degraded"). Raise it (root only; a no-op if higher).
+if [ "$(id -u)" -eq 0 ] && [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -lt 1024 ]; then
+  say "raising fs.inotify.max_user_instances to 1024 (systemd in many containers)"
+  sysctl -q -w fs.inotify.max_user_instances=1024 || say "could not raise fs.inotify.max_user_instances; rooms with many Pis may boot degraded"
+fi
+
 # The project venv with pinned tools; reinstalled only when the pins change.
 stamp=.venv/.requirements.sha256
 want=$(cat requirements-dev.txt worker/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)
