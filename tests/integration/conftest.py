@@ -178,6 +178,7 @@ def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
         extra: tuple[str, ...] = (),
         wait: bool = True,
         where: str | None = None,
+        extra_config: str = "",
     ) -> WorkerProc:
         """``where``: the config's host/port/ca lines (default plaintext)."""
         n = len(started)
@@ -186,7 +187,7 @@ def start_worker(broker: Broker, tmp_path: Path, jobs_dir: Path):
         cfg.write_text(
             f"{where}user: {WORKER_USER}\n"
             f'password: "{WORKER_PASSWORD}"\nvhosts: {json.dumps(vhosts)}\n'
-            f"processes: {processes}\nheartbeat: {heartbeat}\nprefetch: {prefetch}\n"
+            f"processes: {processes}\nheartbeat: {heartbeat}\nprefetch: {prefetch}\n" + extra_config
         )
         cfg.chmod(0o600)
         log = tmp_path / f"worker{n}.log"

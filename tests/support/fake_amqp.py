@@ -566,7 +566,7 @@ class InlinePool:
     def idle_count(self) -> int:
         return self.size - self.busy
 
-    def submit(self, tokens: list[Any], tasks: list[tuple]) -> None:
+    def submit(self, tokens: list[Any], tasks: list[tuple], limit: float = 0.0) -> None:
         self.busy += 1
         self.batches.append(len(tasks))
         self.order.extend((d.link.vhost, d.shard.job, d.shard.index) for d in tokens)
@@ -577,6 +577,17 @@ class InlinePool:
             self.on_results(tokens, outcomes)
 
         self.ioloop.call_later(self.seconds_per_shard * len(tasks), done)
+
+    def expire(self, now: float | None = None) -> int:
+        return 0  # each batch has run by the time it is submitted
+
+    def stop_where(self, wanted: Callable[[Any], bool], reason: str) -> int:
+        return 0
+
+    def tell_all(self, message: tuple) -> None:
+        from pimq.worker.execute import end_sandboxes
+
+        end_sandboxes(message[1], message[2])
 
     def shutdown(self, force: bool = False) -> None:
         pass
@@ -628,15 +639,16 @@ def make_room(monkeypatch: Any, tmp_path: Path) -> Room:
     return Room(broker, loop)
 
 
-def start_worker(room: Room, vhosts: tuple[str, ...], processes: int = 1) -> Any:
-    """A :class:`pimq.worker.daemon.Worker` on ``room``, consuming."""
+def start_worker(room: Room, vhosts: tuple[str, ...], processes: int = 1, **cfg: Any) -> Any:
+    """A :class:`pimq.worker.daemon.Worker` on ``room``, consuming; ``cfg``:
+    more :class:`pimq.config.WorkerConfig` fields (``store``, ``sandbox_socket``)."""
     from pimq.config import WorkerConfig
     from pimq.worker.daemon import Worker
 
-    cfg = WorkerConfig(
-        host="fake", user=WORKER[0], password=WORKER[1], vhosts=vhosts, processes=processes
+    config = WorkerConfig(
+        host="fake", user=WORKER[0], password=WORKER[1], vhosts=vhosts, processes=processes, **cfg
     )
-    worker = Worker(cfg, log_shards=False)
+    worker = Worker(config, log_shards=False)
     worker.pool.start()
     for link in worker.links:
         link.connect()
@@ -644,7 +656,9 @@ def start_worker(room: Room, vhosts: tuple[str, ...], processes: int = 1) -> Any
     return worker
 
 
-def queue_shards(room: Room, vhost: str, job: str, kind: str, bodies: list[bytes]) -> str:
+def queue_shards(
+    room: Room, vhost: str, job: str, kind: str, bodies: list[bytes], headers: Any = None
+) -> str:
     """Publish a job's shards as a controller would; returns its result queue."""
     from pimq.protocol import topology
     from pimq.protocol.wire import shard_properties
@@ -652,6 +666,6 @@ def queue_shards(room: Room, vhost: str, job: str, kind: str, bodies: list[bytes
     reply_to = topology.result_queue(job)
     room.broker.declare(vhost, reply_to, topology.RESULTS, reply_to)
     for i, body in enumerate(bodies):
-        props = shard_properties(job, i, len(bodies), kind, "{}", reply_to)
+        props = shard_properties(job, i, len(bodies), kind, "{}", reply_to, 0, headers)
         room.broker.put(vhost, topology.TASKS, topology.TASKS, body, props)
     return reply_to

@@ -34,6 +34,12 @@ class WorkerConfig:
     heartbeat: int = 30
     prefetch: int = 0  # per vhost; 0 = automatic (see Worker.prefetch_for)
     ca: str | None = None  # the room CA's certificate: TLS, verified; None = plaintext
+    #: the per-student content-addressed store (student modules)
+    store: str = "/var/lib/pimq/store"
+    #: pimq-sandbox.socket: where student modules' run() is sent
+    sandbox_socket: str = "/run/pimq-sandbox/sandbox.sock"
+    #: the room's per-shard wall-clock limit in seconds (students may ask for less)
+    shard_timeout: int = 600
 
     def pool_size(self) -> int:
         return self.processes or os.cpu_count() or 1
@@ -140,7 +146,16 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         p,
         data,
         {"host", "user", "password", "vhosts"},
-        {"port", "processes", "heartbeat", "prefetch", "ca"},
+        {
+            "port",
+            "processes",
+            "heartbeat",
+            "prefetch",
+            "ca",
+            "store",
+            "sandbox_socket",
+            "shard_timeout",
+        },
     )
     ca = _ca(p, data)
     vhosts = data["vhosts"]
@@ -160,6 +175,13 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         heartbeat=_int(p, data, "heartbeat", 30, 0, 3600),
         prefetch=_int(p, data, "prefetch", 0, 0, 10000),
         ca=ca,
+        store=_str(p, data, "store") if "store" in data else WorkerConfig.store,
+        sandbox_socket=(
+            _str(p, data, "sandbox_socket")
+            if "sandbox_socket" in data
+            else WorkerConfig.sandbox_socket
+        ),
+        shard_timeout=_int(p, data, "shard_timeout", 600, 1, 7 * 24 * 3600),
     )
 
 

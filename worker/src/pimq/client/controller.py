@@ -27,13 +27,23 @@ from pimq.config import StudentConfig
 from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError, UsageError
 from pimq.protocol import amqp, topology
 from pimq.protocol.link import Backoff, Link
-from pimq.protocol.wire import BadMessage, Result, decode_results, encode_cancel, shard_properties
+from pimq.protocol.wire import (
+    BadMessage,
+    Result,
+    decode_results,
+    encode_cancel,
+    encode_code,
+    shard_properties,
+)
 
 RECONNECT_WINDOW = 120.0
 # Shards are framed and handed to the socket in slices: the broker reads one
 # slice while the next is framed, and Ctrl-C is seen between slices.
 SLICE_BYTES = 1 << 20
 SLICE_SHARDS = 256
+#: a student module is announced again this often while its job runs, for
+#: workers that (re)connect after the first announcement
+ANNOUNCE_EVERY = 5.0
 
 
 def new_job_id() -> str:
@@ -83,6 +93,8 @@ class Controller(Link):
         timeout: float | None = None,
         progress: bool = True,
         job: str | None = None,
+        headers: dict[str, Any] | None = None,
+        code: tuple[str, str, str] | None = None,
     ) -> None:
         super().__init__(IOLoop(), amqp.student_parameters(cfg, self.connection_name), cfg.where())
         self.cfg = cfg
@@ -107,6 +119,11 @@ class Controller(Link):
         self.start = 0.0
         self.want_progress = progress
         self.progress: Progress | None = None
+        self.headers = headers or {}
+        #: (digest, file name, source) of a student module, announced once per
+        #: job on ``pimq.control`` (and again every :data:`ANNOUNCE_EVERY` s)
+        self.code = code
+        self.announcing = False
 
     # -- public ------------------------------------------------------------
     def run(self) -> JobOutcome:
@@ -195,7 +212,26 @@ class Controller(Link):
                     f"pimq: no worker is serving vhost {self.cfg.vhost!r} yet; "
                     "shards wait in pimq.tasks"
                 )
+        self._announce()
         self._publish_missing()
+
+    def _announce(self) -> None:
+        """Publish the student module (before its shards, which carry only its
+        digest); workers keep it in their store and run the shards once it is there."""
+        if self.code is None or self.finishing:
+            return
+        ch = self.channel
+        if ch is not None and ch.is_open:
+            digest, filename, source = self.code
+            body = encode_code(self.job, digest, filename, source)
+            self.publish(topology.CONTROL, "", body, topology.CONTROL_PROPS)
+        if not self.announcing:
+            self.announcing = True
+            self.ioloop.call_later(ANNOUNCE_EVERY, self._announce_again)
+
+    def _announce_again(self) -> None:
+        self.announcing = False
+        self._announce()
 
     # -- publishing ----------------------------------------------------------
     def _publish_missing(self) -> None:
@@ -245,7 +281,7 @@ class Controller(Link):
 
     def _publish(self, ch: Any, index: int, body: bytes) -> None:
         props = shard_properties(
-            self.job, index, self.count, self.kind, self.params_json, self.queue
+            self.job, index, self.count, self.kind, self.params_json, self.queue, 0, self.headers
         )
         ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
         self.confirms.published(lambda ok, i=index: self._on_shard_confirm(i, ok))
@@ -264,10 +300,14 @@ class Controller(Link):
             if result.job != self.job or not 0 <= result.index < count:
                 continue
             if not result.ok:
+                lines = result.traceback.rstrip().splitlines()
+                if lines and lines[-1] in result.error:  # the summary, already said
+                    lines.pop()
+                tb = "".join(f"\n{line}" for line in lines)
                 self._fail(
                     JobFailed(
                         f"shard {result.index} of job {self.job} failed on {result.worker}: "
-                        f"{result.error} (details in queue pimq.dead)"
+                        f"{result.error} (details in queue pimq.dead){tb}"
                     )
                 )
                 return

@@ -12,9 +12,11 @@ from typing import Any
 from pimq import jobs
 from pimq.client.controller import Controller, JobOutcome
 from pimq.client.history import Recorder
+from pimq.client.module import StudentModule, load_module, looks_like_path
 from pimq.client.state import track_job, untrack_job
 from pimq.config import load_student_config, student_config_path
-from pimq.errors import PimqError, UsageError
+from pimq.errors import JobFailed, PimqError, UsageError
+from pimq.protocol.wire import H_CODE, H_SHARD_TIMEOUT, MODULE_KIND
 
 # More shards than this only adds overhead (and takes minutes to publish).
 MAX_SHARDS = 10_000
@@ -35,6 +37,15 @@ def kind_parser(kind: str, module: Any) -> argparse.ArgumentParser:
     common = parser.add_argument_group("job options")
     common.add_argument("--shards", type=int, help="number of shards (default: 4 per worker)")
     common.add_argument("--timeout", type=float, help="give up after this many seconds")
+    common.add_argument(
+        "--shard-timeout",
+        type=float,
+        metavar="S",
+        help="end a shard that runs longer than S seconds (at most the room's limit)",
+    )
+    common.add_argument(
+        "--local", action="store_true", help="run every shard here, in-process (debugging)"
+    )
     common.add_argument("--json", action="store_true", help="print the outcome as JSON")
     common.add_argument("--config", help="student config file")
     common.add_argument("--host", help="broker host (overrides the config file)")
@@ -65,19 +76,40 @@ def summary(kind: str, job_params: dict, outcome: JobOutcome, result: Any) -> di
     }
 
 
+def run_local(module: Any, bodies: Sequence[bytes], job_params: dict) -> list[Any]:
+    """``--local``: every shard in this process, in order; a raising ``run()``
+    fails the job with its traceback, like a shard on a Pi."""
+    values = []
+    for index in range(len(bodies)):
+        try:
+            values.append(module.run(bodies[index], job_params))
+        except Exception as exc:
+            import traceback
+
+            tb = "".join(traceback.format_exception(exc)).rstrip()
+            raise JobFailed(f"shard {index} failed (--local): {tb}") from None
+    return values
+
+
 def run_job(kind: str, rest: list[str]) -> int:
-    """``pimq run KIND REST...``: the exit code."""
-    module = load_kind(kind)
+    """``pimq run KIND REST...`` (or ``pimq run ./module.py REST...``): the exit code."""
+    student: StudentModule | None = None
+    if looks_like_path(kind):
+        student = load_module(kind)
+        module: Any = student.module
+    else:
+        module = load_kind(kind)
     args = kind_parser(kind, module).parse_args(rest)
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise UsageError(f"--shards must be between 1 and {MAX_SHARDS}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.shard_timeout is not None and args.shard_timeout <= 0:
+        raise UsageError("--shard-timeout must be positive")
     try:
         job_params = jobs.params(module, args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    cfg = load_student_config(student_config_path(args.config), args.host)
     params_json = json.dumps(job_params, sort_keys=True, separators=(",", ":"))
 
     def make_bodies(consumers: int) -> Sequence[bytes]:
@@ -90,8 +122,35 @@ def run_job(kind: str, rest: list[str]) -> int:
             bodies = list(bodies)
         return bodies if len(bodies) else [b""]
 
+    if args.local:
+        bodies = make_bodies(1)
+        values = run_local(module, bodies, job_params)
+        result = module.join(values, job_params)
+        if args.json:
+            json.dump({"kind": kind, "params": job_params, "result": result}, sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            print(jobs.render(module, result, job_params))
+        return 0
+    cfg = load_student_config(student_config_path(args.config), args.host)
+    headers: dict[str, Any] = {}
+    if args.shard_timeout:
+        headers[H_SHARD_TIMEOUT] = max(1, round(args.shard_timeout * 1000))
+    code = None
+    wire_kind = kind
+    if student is not None:
+        wire_kind = MODULE_KIND
+        headers[H_CODE] = student.digest
+        code = (student.digest, student.filename, student.source)
     controller = Controller(
-        cfg, kind, params_json, make_bodies, args.timeout, progress=not args.json
+        cfg,
+        wire_kind,
+        params_json,
+        make_bodies,
+        args.timeout,
+        progress=not args.json,
+        headers=headers,
+        code=code,
     )
     recorder = Recorder()
     recorder.start(
@@ -104,12 +163,12 @@ def run_job(kind: str, rest: list[str]) -> int:
         values = [outcome.results[i].value for i in range(outcome.count)]
         result = module.join(values, job_params)
     except BaseException as exc:
-        code = exc.exit_code if isinstance(exc, PimqError) else 130
+        exit_code = exc.exit_code if isinstance(exc, PimqError) else 130
         if not isinstance(exc, (PimqError, KeyboardInterrupt)):
-            code = 1  # the kind's join raised: the job failed
+            exit_code = 1  # the kind's join raised: the job failed
         recorder.finish(
             controller.job,
-            code,
+            exit_code,
             error=str(exc) or type(exc).__name__,
             shards=controller.count,
             results=controller.results,

@@ -7,7 +7,13 @@ A job kind is a Python module named after the kind (``[a-z][a-z0-9_]*``).
 Built-in kinds live in this package; custom kinds are files
 ``/opt/pimq/jobs/<kind>.py`` installed on every node by the admin (the
 directory can be changed with the environment variable ``PIMQ_JOBS_DIR``).
-Students choose a kind by name; they can never ship code to the workers.
+Students choose a kind by name, or run their own module with the same API
+(``pimq run ./mine.py``, :mod:`pimq.client.module`): then ``split``,
+``params``, ``join`` and ``render`` run on the head as the student and
+``run`` runs on the Pis inside a sandbox (:mod:`pimq.sandbox`), where the
+module is imported again with the standard library and the Pi's Debian
+python3 packages but without pimq: import ``pimq.split`` inside ``split()``.
+Its ``run`` must return JSON of at most 16 MiB.
 
 A module defines:
 

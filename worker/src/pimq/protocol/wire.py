@@ -13,6 +13,12 @@ result queue, and these headers say what it is:
                       when there are none: ``{}``)
 ``pimq-attempt``      how many times the shard has already failed (left out
                       the first time: 0)
+``pimq-code``         kind ``module`` only: the SHA-256 of the student's module
+                      (its source travels once per job, see :func:`encode_code`)
+``pimq-shard-timeout-ms`` the student's per-shard wall-clock limit in ms
+                      (``--shard-timeout``; an integer: a float header value
+                      made the broker close the controller's connection in the
+                      integration tests; left out when not given)
 ====================  =======================================================
 
 Nothing else is set: every property and header costs the controller, the
@@ -23,11 +29,13 @@ A result message is a small JSON object with the results of one or more shards
 of one job (see :func:`encode_results`). A dead letter is
 the original message with ``pimq-reason`` (one line) and, where a job raised,
 ``pimq-traceback`` added. A control message is JSON
-``{"cancel": "<job>", "reason": "cancelled" | "done"}``.
+``{"cancel": "<job>", "reason": "cancelled" | "done"}``, or a module
+announcement ``{"code": "<sha256>", "job": ..., "filename": ..., "source": ...}``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -46,6 +54,20 @@ H_ATTEMPT = "pimq-attempt"
 H_REASON = "pimq-reason"
 H_TRACEBACK = "pimq-traceback"
 H_WORKER = "pimq-worker"
+H_CODE = "pimq-code"
+H_SHARD_TIMEOUT = "pimq-shard-timeout-ms"
+
+#: the kind of a student's own module (``pimq run ./module.py``)
+MODULE_KIND = "module"
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+#: the largest student module accepted (a module is code, not data)
+MAX_CODE = 1024 * 1024
+
+
+def code_digest(source: bytes) -> str:
+    """The name of a module's source everywhere: its SHA-256, in hex."""
+    return hashlib.sha256(source).hexdigest()
+
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 JOB_RE = re.compile(r"^[0-9a-f]{8,64}$")
@@ -65,6 +87,8 @@ class Shard:
     reply_to: str
     attempt: int = 0
     body: bytes = field(default=b"", repr=False)
+    code: str = ""  # kind "module": the module's SHA-256
+    shard_timeout: float = 0.0  # the student's per-shard limit (0: the admin's)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -83,10 +107,13 @@ def shard_properties(
     params_json: str,
     reply_to: str,
     attempt: int = 0,
+    extra: dict[str, Any] | None = None,
 ) -> pika.BasicProperties:
     headers: dict[str, Any] = {H_JOB: job, H_INDEX: index, H_COUNT: count, H_KIND: kind}
     if params_json != "{}":
         headers[H_PARAMS] = params_json
+    if extra:
+        headers.update(extra)
     if attempt:
         headers[H_ATTEMPT] = attempt
     return pika.BasicProperties(
@@ -174,7 +201,15 @@ def parse_shard(props: pika.BasicProperties | None, body: bytes) -> Shard:
         raise BadMessage("reply_to missing or not a pimq.result.* queue")
     if not isinstance(body, bytes):
         raise BadMessage("body is not bytes")
-    return Shard(job, index, count, kind, params_json, reply_to, attempt, body)
+    code = _text(headers.get(H_CODE, ""))
+    if kind == MODULE_KIND and not (isinstance(code, str) and DIGEST_RE.match(code)):
+        raise BadMessage(f"header {H_CODE} missing or not a SHA-256 digest")
+    limit = headers.get(H_SHARD_TIMEOUT, 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise BadMessage(f"header {H_SHARD_TIMEOUT} is not a non-negative integer")
+    return Shard(
+        job, index, count, kind, params_json, reply_to, attempt, body, code or "", limit / 1000
+    )
 
 
 @dataclass(frozen=True)
@@ -186,10 +221,16 @@ class Result:
     seconds: float = 0.0
     worker: str = ""
     error: str = ""
+    traceback: str = ""  # a student module's own traceback, when run() raised
 
 
 def shard_result(
-    index: int, ok: bool, value: Any = None, seconds: float = 0.0, error: str = ""
+    index: int,
+    ok: bool,
+    value: Any = None,
+    seconds: float = 0.0,
+    error: str = "",
+    traceback: str = "",
 ) -> bytes:
     """One shard's entry of a result message (JSON), made where the shard ran."""
     doc: dict[str, Any] = {"index": index, "ok": ok, "seconds": seconds}
@@ -197,7 +238,16 @@ def shard_result(
         doc["value"] = value
     else:
         doc["error"] = error
+        if traceback:
+            doc["traceback"] = traceback[-8000:]
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def json_result(index: int, seconds: float, value_json: bytes) -> bytes:
+    """:func:`shard_result` of a success whose value is already JSON text (a
+    sandbox's result, checked by the worker: not parsed and encoded again)."""
+    head = json.dumps({"index": index, "ok": True, "seconds": seconds}, separators=(",", ":"))
+    return head[:-1].encode() + b',"value":' + value_json + b"}"
 
 
 def encode_results(job: str, worker: str, entries: list[bytes]) -> bytes:
@@ -222,6 +272,7 @@ def decode_results(body: bytes) -> list[Result]:
                 seconds=float(e.get("seconds", 0.0)),
                 worker=worker,
                 error=str(e.get("error", "")),
+                traceback=str(e.get("traceback", "")),
             )
             for e in doc["results"]
         ]
@@ -233,6 +284,29 @@ def encode_cancel(job: str, reason: str = "cancelled") -> bytes:
     """Drop the job's remaining shards. ``reason`` is "cancelled" or "done"
     (sent when a job ends, so stray duplicates of its shards are dropped)."""
     return json.dumps({"cancel": job, "reason": reason}).encode()
+
+
+def encode_code(job: str, code: str, filename: str, source: str) -> bytes:
+    """Announce a student module to every worker: its digest, file name and source."""
+    doc = {"code": code, "job": job, "filename": filename, "source": source}
+    return json.dumps(doc).encode()
+
+
+def decode_code(body: bytes) -> tuple[str, str, str, str] | None:
+    """(job, digest, file name, source) of a module announcement, or None."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    job, code, filename, source = (doc.get(k) for k in ("job", "code", "filename", "source"))
+    if not (isinstance(job, str) and JOB_RE.match(job)):
+        return None
+    if not (isinstance(code, str) and DIGEST_RE.match(code) and isinstance(source, str)):
+        return None
+    name = filename if isinstance(filename, str) and filename else "module.py"
+    return job, code, name.replace("/", "_")[-100:], source
 
 
 def decode_control(body: bytes) -> tuple[str, str] | None:

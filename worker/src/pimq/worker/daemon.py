@@ -21,9 +21,11 @@ from typing import Any
 from pika.adapters.select_connection import IOLoop
 
 from pimq.config import WorkerConfig
+from pimq.protocol.wire import MODULE_KIND
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import MAX_BATCH, Pace
 from pimq.worker.pool import ShardPool
+from pimq.worker.store import CodeStore
 from pimq.worker.vhost import Delivery, VhostLink
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class Worker:
         self.ioloop = IOLoop()
         self.pool_size = cfg.pool_size()
         self.pool = ShardPool(self.pool_size, self.ioloop, self._done)
+        self.store = CodeStore(cfg.store)
         self.ready: deque[VhostLink] = deque()
         self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
         self.stopping = False
@@ -109,11 +112,33 @@ class Worker:
                 if not link.pace.quick:
                     break
             if batch:
-                pool.submit(batch, [self._task(d) for d in batch])
+                limit = max(self.shard_limit(d) for d in batch)
+                pool.submit(batch, [self._task(d) for d in batch], limit)
+
+    def shard_limit(self, d: Delivery) -> float:
+        """The room's per-shard limit, or the student's if lower (``--shard-timeout``)."""
+        room = float(self.cfg.shard_timeout)
+        asked = d.shard.shard_timeout
+        return min(room, asked) if asked > 0 else room
 
     def _task(self, d: Delivery) -> tuple:
         s = d.shard
+        if s.kind == MODULE_KIND:
+            cfg = self.cfg
+            filename = d.link.module_files.get(s.code, "module.py")
+            module = (cfg.store, cfg.sandbox_socket, d.link.vhost, s.job, s.code, filename)
+            return (s.kind, s.body, s.params_json, s.index, module)
         return (s.kind, s.body, s.params_json, s.index)
+
+    def stop_job(self, link: VhostLink, job: str, reason: str, module: bool) -> int:
+        """The job ended (done, cancelled, failed): end its running shards here,
+        and its sandboxes; how many shards were stopped."""
+        stopped = self.pool.stop_where(
+            lambda d: d.link is link and d.shard.job == job, f"job {reason}"
+        )
+        if module:
+            self.pool.tell_all(("end", link.vhost, job))
+        return stopped
 
     def _done(self, batch: list[Delivery], outcomes: list[ShardOutcome]) -> None:
         by_link: dict[VhostLink, list[tuple[Delivery, ShardOutcome]]] = {}
@@ -132,6 +157,11 @@ class Worker:
             self.deadline = 0.0  # a second signal: stop now
 
     def _tick(self) -> None:
+        self.pool.expire()
+        now = time.monotonic()
+        for link in self.links:
+            if link.waiting_since:
+                link.expire_waiting(now)
         if self.signalled and not self.stopping:
             self.begin_stop()
         if self.stopping:

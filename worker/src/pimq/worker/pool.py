@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
-from pimq.worker.execute import ShardOutcome, child_init, execute
+from pimq.worker.execute import ShardOutcome, child_init, end_sandboxes, execute
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ def _child_loop(conn: Connection) -> None:
     while True:
         try:
             batch = conn.recv()
+            if isinstance(batch, tuple):  # ("end", student, job): no reply
+                end_sandboxes(batch[1], batch[2])
+                continue
             tasks = [t if t[1] is not None else (t[0], conn.recv_bytes(), *t[2:]) for t in batch]
         except (EOFError, OSError):
             return
@@ -57,6 +61,8 @@ class Child:
         self.pid = pid
         self.conn = parent
         self.token: Any = None
+        self.deadline = float("inf")
+        self.limit = 0.0
 
     @property
     def fd(self) -> int:
@@ -94,12 +100,15 @@ class ShardPool:
     def idle_count(self) -> int:
         return len(self.idle)
 
-    def submit(self, tokens: list[Any], tasks: list[tuple]) -> None:
+    def submit(self, tokens: list[Any], tasks: list[tuple], limit: float = 0.0) -> None:
         """Run ``tasks`` (``execute``'s arguments, the body second) one after the
         other in an idle child; ``on_results`` gets the tokens with their
-        outcomes, in order, once all have run."""
+        outcomes, in order, once all have run. ``limit``: seconds per task
+        before :meth:`expire` ends the child (0: none)."""
         child = self.idle.pop()
         child.token = tokens
+        child.limit = limit
+        child.deadline = time.monotonic() + limit * len(tasks) if limit else float("inf")
         raw = [t[1] for t in tasks if len(t[1]) >= RAW]
         batch = [(t[0], None, *t[2:]) if len(t[1]) >= RAW else t for t in tasks]
         try:
@@ -119,6 +128,7 @@ class ShardPool:
             self._died(child)
             return
         tokens, child.token = child.token, None
+        child.deadline = float("inf")
         self.idle.append(child)
         if tokens:
             self.on_results(tokens, outcomes)
@@ -148,6 +158,41 @@ class ShardPool:
         if tokens:
             died: ShardOutcome = (False, 0.0, b"", f"shard process died (exit code {code})")
             self.on_results(tokens, [died] * len(tokens))
+
+    def _end(self, child: Child, reason: str) -> None:
+        """Kill a busy child (and so the sandbox it holds open) and report its
+        shards failed with ``reason``; a new child takes its place."""
+        tokens = child.token or []
+        self._reap(child, kill=True)
+        self._spawn()
+        if tokens:
+            ended: ShardOutcome = (False, child.limit, b"", reason)
+            self.on_results(tokens, [ended] * len(tokens))
+
+    def expire(self, now: float | None = None) -> int:
+        """End every child past its deadline ("time limit N s"): how many."""
+        now = time.monotonic() if now is None else now
+        late = [c for c in self.children.values() if c.token and c.deadline <= now]
+        for child in late:
+            log.warning("a shard ran past its time limit of %g s: ending it", child.limit)
+            self._end(child, f"time limit {child.limit:g} s exceeded")
+        return len(late)
+
+    def stop_where(self, wanted: Callable[[Any], bool], reason: str) -> int:
+        """End every busy child running a token for which ``wanted`` holds
+        (a cancelled or finished job's running shards): how many."""
+        hit = [c for c in self.children.values() if c.token and any(map(wanted, c.token))]
+        for child in hit:
+            self._end(child, reason)
+        return len(hit)
+
+    def tell_all(self, message: tuple) -> None:
+        """Send every child a message it answers not (``("end", student, job)``)."""
+        for child in list(self.children.values()):
+            try:
+                child.conn.send(message)
+            except OSError:
+                pass
 
     def shutdown(self, force: bool = False) -> None:
         for child in list(self.children.values()):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pimq.protocol import topology
 from pimq.protocol.wire import (
+    MODULE_KIND,
     Shard,
     dead_properties,
     encode_results,
@@ -87,6 +88,8 @@ def dead_letter(
         lambda ok: link.settle(generation, [tag], ok),
     )
     if shard is not None:
-        failure = shard_result(shard.index, False, error=reason)
+        # a student's own traceback goes back to them (a built-in's stays in pimq.dead)
+        student_tb = (tb or "") if shard.kind == MODULE_KIND else ""
+        failure = shard_result(shard.index, False, error=reason, traceback=student_tb)
         result = encode_results(shard.job, link.worker_name, [failure])
         link.publish(topology.RESULTS, shard.reply_to, result, topology.RESULT_PROPS)

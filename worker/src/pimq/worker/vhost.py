@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,19 @@ import pika
 from pimq import jobs
 from pimq.protocol import amqp, topology
 from pimq.protocol.link import Backoff, Link
-from pimq.protocol.wire import BadMessage, Shard, decode_control, encode_results, parse_shard
+from pimq.protocol.wire import (
+    MODULE_KIND,
+    BadMessage,
+    Shard,
+    decode_code,
+    decode_control,
+    encode_results,
+    parse_shard,
+)
 from pimq.worker import retry
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import Pace
+from pimq.worker.store import StoreError
 
 if TYPE_CHECKING:
     from pimq.worker.daemon import Worker
@@ -33,6 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_MEMORY = 10000  # ended jobs remembered per vhost
+MODULE_MEMORY = 1000  # module file names remembered per vhost
+#: a shard whose module has not been announced within this many seconds is
+#: dead-lettered (its controller is gone: it re-announces every 5 s)
+CODE_WAIT = 30.0
 
 
 @dataclass
@@ -73,6 +87,12 @@ class VhostLink(Link):
         #: the window of the current ``pimq.tasks`` consumer (see :meth:`_consume`)
         self.prefetch = 0
         self.reconsume = False  # a new window is due: consume again once it fits
+        #: shards of a student module whose source has not arrived yet, by digest
+        self.waiting: dict[str, list[Delivery]] = {}
+        self.waiting_since: dict[str, float] = {}
+        #: digest -> file name of the modules announced (for the tracebacks)
+        self.module_files: dict[str, str] = {}
+        self.module_jobs: dict[str, None] = {}  # jobs of student modules seen here
 
     # -- connection life cycle -------------------------------------------
     def connect(self) -> None:
@@ -87,6 +107,8 @@ class VhostLink(Link):
         self.reconsume = False
         self.closed = True
         self.pending.clear()  # unacked: the broker redelivers them
+        self.waiting.clear()
+        self.waiting_since.clear()
         self.acks.reset()
         if self.worker.stopping:
             log.info("vhost %s: disconnected", self.vhost)
@@ -166,7 +188,12 @@ class VhostLink(Link):
                 ch.basic_cancel(self.consumer_tag)
             for d in self.pending:
                 self.acks.nack(ch, d.tag)
+            for parked in self.waiting.values():
+                for d in parked:
+                    self.acks.nack(ch, d.tag)
         self.pending.clear()
+        self.waiting.clear()
+        self.waiting_since.clear()
 
     def busy(self) -> bool:
         return bool(self.confirms) or bool(self.acks)
@@ -224,14 +251,60 @@ class VhostLink(Link):
         if shard.job in self.cancelled:
             self.settle(self.generation, [tag], True)
             return
-        if not jobs.exists(shard.kind):
+        delivery = Delivery(self, self.generation, tag, props, shard)
+        if shard.kind == MODULE_KIND:
+            self._remember_module_job(shard.job)
+            if not self.worker.store.has(self.vhost, shard.code):
+                # its source is announced on pimq.control (again every few s)
+                self.waiting.setdefault(shard.code, []).append(delivery)
+                self.waiting_since.setdefault(shard.code, time.monotonic())
+                return
+        elif not jobs.exists(shard.kind):
             reason = f"unknown job kind {shard.kind!r} on worker {self.worker_name}"
             retry.dead_letter(self, tag, props, body, reason, shard=shard)
             return
-        self.pending.append(Delivery(self, self.generation, tag, props, shard))
+        self.pending.append(delivery)
         self.worker.enqueue(self)
 
+    def _remember_module_job(self, job: str) -> None:
+        self.module_jobs[job] = None
+        while len(self.module_jobs) > MODULE_MEMORY:
+            del self.module_jobs[next(iter(self.module_jobs))]
+
+    def _on_code(self, job: str, code: str, filename: str, source: str) -> None:
+        """A student module announced: keep it in the store, run what waited for it."""
+        self.module_files[code] = filename
+        while len(self.module_files) > MODULE_MEMORY:
+            del self.module_files[next(iter(self.module_files))]
+        self._remember_module_job(job)
+        if not self.worker.store.has(self.vhost, code):
+            try:
+                self.worker.store.put(self.vhost, code, source.encode("utf-8"))
+            except (StoreError, OSError) as exc:
+                log.warning("vhost %s: module of job %s refused: %s", self.vhost, job, exc)
+                return
+        parked = self.waiting.pop(code, [])
+        self.waiting_since.pop(code, None)
+        if parked:
+            self.pending.extend(d for d in parked if d.generation == self.generation)
+            self.worker.enqueue(self)
+
+    def expire_waiting(self, now: float) -> None:
+        """Dead-letter the shards whose module never came (:data:`CODE_WAIT`)."""
+        for code, since in list(self.waiting_since.items()):
+            if now - since < CODE_WAIT:
+                continue
+            del self.waiting_since[code]
+            for d in self.waiting.pop(code, []):
+                if d.generation == self.generation:
+                    reason = f"the job's module was not announced within {CODE_WAIT:g} s"
+                    retry.dead_letter(self, d.tag, d.props, d.shard.body, reason, shard=d.shard)
+
     def _on_control(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        announced = decode_code(body)
+        if announced is not None:
+            self._on_code(*announced)
+            return
         control = decode_control(body)
         if control is None:
             return
@@ -247,14 +320,23 @@ class VhostLink(Link):
             else:
                 keep.append(d)
         self.pending = keep
+        for code, parked in list(self.waiting.items()):
+            dropped += [d.tag for d in parked if d.shard.job == job]
+            self.waiting[code] = [d for d in parked if d.shard.job != job]
+            if not self.waiting[code]:
+                del self.waiting[code]
+                self.waiting_since.pop(code, None)
         self.settle(self.generation, dropped, True)
-        if reason != "done" or dropped:
+        module = job in self.module_jobs
+        stopped = self.worker.stop_job(self, job, reason, module)
+        if reason != "done" or dropped or stopped:
             log.info(
-                "vhost %s: job %s %s, dropped %d queued shard(s)",
+                "vhost %s: job %s %s, dropped %d queued shard(s), stopped %d running",
                 self.vhost,
                 job,
                 reason,
                 len(dropped),
+                stopped,
             )
 
     # -- outcome of a shard (on the I/O thread) --------------------------
