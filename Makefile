@@ -13,7 +13,7 @@ PYTEST    := $(BIN)/pytest
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup lint unit integration classroom provision demo deploy check status \
+.PHONY: help setup lint unit integration classroom provision demo known-hosts deploy check status \
         test test-harness test-classroom molecule chaos chaos-ci bench clean
 
 help: ## this list
@@ -25,8 +25,8 @@ setup: ## prepare this machine: Docker engine, debootstrap, RabbitMQ, .venv (ide
 lint: setup ## ansible-lint (production), yamllint, ruff
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production playbooks roles
-	$(BIN)/ruff check worker tests bench
-	$(BIN)/ruff format --check worker tests bench
+	$(BIN)/ruff check worker tests bench roles tools
+	$(BIN)/ruff format --check worker tests bench roles tools
 
 unit: setup ## pure-logic tests (seconds)
 	$(PYTEST) tests/unit tests/classroom/test_roster_unit.py
@@ -43,6 +43,10 @@ provision: classroom ## run playbooks/site.yml on the simulated classroom
 
 demo: provision ## the simulated classroom, provisioned, and a real job run as a student
 	@PIMQ_INVENTORY=$(LOCAL) tests/harness/demo.sh
+
+known-hosts: setup ## record a room's SSH host keys once (fingerprints shown, confirmed): make known-hosts INVENTORY=inventory/<room> [YES=1] [FROM=file] [REPLACE=host]
+	@test -n "$(INVENTORY)" || { echo "usage: make known-hosts INVENTORY=inventory/<room> [YES=1] [FROM=known_hosts file] [REPLACE=host]"; exit 2; }
+	$(PY) tools/known_hosts.py $(INVENTORY) $(if $(YES),--yes) $(if $(FROM),--from $(FROM)) $(foreach h,$(REPLACE),--replace $(h))
 
 deploy: setup ## provision a real classroom: make deploy INVENTORY=inventory/<room> [ANSIBLE_ARGS=...]
 	@test -n "$(INVENTORY)" || { echo "usage: make deploy INVENTORY=inventory/<room> (copy inventory/example to start)"; exit 2; }

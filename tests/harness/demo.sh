@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 say() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 key=.classroom/${PIMQ_CLASSROOM:-pimq}/id_ed25519
 head=$(awk '/^    head:/{h=1} h && /ansible_host:/{print $2; exit}' "${PIMQ_INVENTORY:-inventory/local}/hosts.yml")
-ssh_student() { ssh -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$@"; }
+known_hosts=${PIMQ_INVENTORY:-inventory/local}/known_hosts
+ssh_student() { ssh -i "$key" -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$known_hosts" -o LogLevel=ERROR "$@"; }
 data=${PIMQ_DEMO_DATA:-../shared/data/tinyshakespeare.txt}
 [ -f "$data" ] || { echo "no $data: set PIMQ_DEMO_DATA to a text file" >&2; exit 2; }
 

@@ -29,8 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("PIMQ_CLASSROOM", "pimq")
 INVENTORY = Path(os.environ.get("PIMQ_INVENTORY", REPO / "inventory" / "local")).resolve()
 VENV_BIN = Path(sys.executable).parent
+# Host keys checked as Ansible checks them: the room's known_hosts (the harness
+# writes it from the keys the nodes generated).
 SSH_OPTIONS = [
-    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    "-o", f"UserKnownHostsFile={INVENTORY / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
     "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
 ]  # fmt: skip
 RECAP_RE = re.compile(
