@@ -90,7 +90,7 @@ def worker(url: str, prefetch: int, persistent: bool = False) -> None:
 
 
 def pimq_like_props(i: int, count: int, reply_queue: str) -> pika.BasicProperties:
-    """The same property set as a no-op pimq shard (``pimq.wire.shard_properties``:
+    """The same property set as a no-op pimq shard (``pimq.protocol.wire.shard_properties``:
     parameters ``{}`` and attempt 0 are left out), for comparison."""
     job = "0123456789abcdef"
     return pika.BasicProperties(

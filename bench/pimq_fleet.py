@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from procs import run_json, spawn, stop, wait_for_text
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared broker
-from private_broker import Broker, Student
+from support.private_broker import Broker, Student
 
 REPO = Path(__file__).resolve().parents[1]
 PIMQ_PYTHON = Path(os.environ.get("PIMQ_PYTHON", REPO / ".venv" / "bin" / "python"))

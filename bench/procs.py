@@ -25,6 +25,20 @@ def spawn(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> s
     return proc
 
 
+def spawn_ready(
+    cmd: Sequence[str],
+    log: Path,
+    ready: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.Popen:
+    """:func:`spawn` with a fresh ``log``, then wait until the log says ``ready``."""
+    log.write_text("")
+    proc = spawn(cmd, log, env)
+    wait_for_text(log, ready, 1, proc, timeout=timeout)
+    return proc
+
+
 def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
     """SIGTERM the process (it may drain), then SIGKILL its whole group."""
     if proc.poll() is None:

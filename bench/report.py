@@ -258,6 +258,24 @@ def update_results(path: Path, md: str, profiles: str | None = None) -> None:
     path.write_text(text)
 
 
+def write_outputs(results: dict[str, Any], out: Path, update: bool = False) -> None:
+    """What ``run.py`` leaves behind: ``out/results.json``; with the speedup curve,
+    ``bench/speedup.png`` and the text chart on stdout; ``out/figures.md``, also on
+    stdout; with ``update``, the figures (and profiles) blocks of RESULTS.md."""
+    from plot import plot, text_chart
+
+    here = Path(__file__).resolve().parent
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    if "curve" in results:
+        plot(results, here / "speedup.png")
+        print(text_chart(results))
+    md = figures_markdown(results)
+    (out / "figures.md").write_text(md)
+    print(md)
+    if update:
+        update_results(here / "RESULTS.md", md, results.get("profiles"))
+
+
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     res = json.loads(Path(args[0] if args else "bench/out/results.json").read_text())

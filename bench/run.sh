@@ -24,4 +24,6 @@ if [[ ! -x "$VENV/bin/python" || "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; th
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
     echo "$want" > "$STAMP"
 fi
+# bench/ imports the shared test support (tests/support) as `support.*`.
+export PYTHONPATH="$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
 exec "$VENV/bin/python" bench/run.py "$@"
