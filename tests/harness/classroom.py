@@ -218,9 +218,7 @@ def ssh_args(room: Room) -> list[str]:
 
 def host_keys(room: Room, node: str) -> list[str]:
     """The public host keys the node generated on its first boot ("type key" each)."""
-    out = docker(
-        "exec", room.container(node), "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"
-    )
+    out = docker("exec", room.container(node), "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub")
     keys = [" ".join(line.split()[:2]) for line in out.splitlines() if line.strip()]
     if not keys:
         raise ClassroomError(f"{room.container(node)} has no SSH host key")

@@ -170,8 +170,10 @@ def playbook(
     inventory: Path = INVENTORY,
     timeout: float = 1200,
     tmp_dir: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> PlaybookRun:
-    """Run ``playbooks/<name>`` against the classroom; output captured (stdout+stderr)."""
+    """Run ``playbooks/<name>`` against the classroom; output captured (stdout+stderr);
+    `env` adds to its environment."""
     argv = [
         str(VENV_BIN / "ansible-playbook"),
         "-i",
@@ -191,6 +193,7 @@ def playbook(
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_NOCOLOR="1",
         PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        **(env or {}),
     )
     start = time.monotonic()
     try:

@@ -183,12 +183,16 @@ def test_owner_errors_name_every_host_and_name() -> None:
             "IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.",
         },
     }
-    errors = roster.owner_errors(results)
+    errors = roster.owner_errors(results, "inventory/room-101")
     assert errors[:3] == [
         "head: sudo: a group sudo (gid 27) exists: ...",
         "head: teacher: a user ...",
         "pi2: docker: a group docker (gid 998) exists: ...",
     ]
     assert len(errors) == 4 and errors[3].startswith("pi3: not reached, nothing was sent to it")
-    assert "REPLACE=pi3" in errors[3] and "Host key verification failed." in errors[3]
+    assert "make known-hosts INVENTORY=inventory/room-101 REPLACE=pi3" in errors[3]
+    assert errors[3].endswith("Host key verification failed.)")
+    long = {"pi1": {"unreachable": True, "msg": "x" * 1000 + " Host key verification failed."}}
+    assert roster.owner_errors(long)[0].endswith("x Host key verification failed.)")
+    assert len(roster.owner_errors(long)[0]) < 700
     assert roster.owner_errors({"pi1": {}}) == []

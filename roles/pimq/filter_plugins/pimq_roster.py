@@ -144,11 +144,11 @@ def roster_accounts(value: Any) -> list[dict[str, str | None]]:
     return out
 
 
-def owner_errors(results: Mapping[str, Any]) -> list[str]:
+def owner_errors(results: Mapping[str, Any], inventory: str = "inventory/<room>") -> list[str]:
     """One line per roster name a node has that pimq did not make, from the
     ``pimq_account_owners`` results by host (``{host: result}``); a host that
     could not be asked says why (an unreachable host: its SSH error, e.g. a
-    changed host key)."""
+    changed host key: what to do, with `inventory`, the room's folder)."""
     errors: list[str] = []
     for host in sorted(results):
         result = results[host] or {}
@@ -159,12 +159,14 @@ def owner_errors(results: Mapping[str, Any]) -> list[str]:
             hint = ""
             if "IDENTIFICATION HAS CHANGED" in msg or "Host key verification failed" in msg:
                 hint = (
-                    " - its SSH host key is not the one recorded in the room's known_hosts: "
+                    " - its SSH host key is missing from or differs from the room's known_hosts: "
                     "if the Pi was re-imaged, check its new key and record it "
-                    "(make known-hosts INVENTORY=... REPLACE=" + host + "); "
+                    f"(make known-hosts INVENTORY={inventory} REPLACE={host}); "
                     "otherwise something else answers at its address"
                 )
-            errors.append(f"{host}: not reached, nothing was sent to it{hint} ({msg[:400]})")
+            # ssh's own words end with what failed (e.g. "Host key for ... has changed").
+            tail = msg if len(msg) <= 300 else "..." + msg[-300:]
+            errors.append(f"{host}: not reached, nothing was sent to it{hint} (ssh: {tail})")
             continue
         for line in result.get("refused") or []:
             errors.append(f"{host}: {line}")
