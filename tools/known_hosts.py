@@ -61,7 +61,7 @@ def hosts_of(inventory: Path) -> dict[str, str]:
     hosts = {}
     for name in sorted(hostvars):
         hv = hostvars[name]
-        if hv.get("ansible_connection", "ssh") not in ("ssh", "smart"):
+        if hv.get("ansible_connection", "ssh") not in ("ssh", "smart", "ansible.builtin.ssh"):
             continue
         address = str(hv.get("ansible_host", name))
         port = int(hv.get("ansible_port", hv.get("ansible_ssh_port", 22)))
