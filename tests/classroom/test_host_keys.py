@@ -52,6 +52,7 @@ def test_a_changed_host_key_stops_the_run_before_anything_is_sent(
     ).stdout.strip()  # fmt: skip
     assert ip_now == ip, "the node came back at another address: the test would prove nothing"
     nodes.on_node(node, "touch /run/pimq-before-run && sleep 1")
+    since = nodes.on_node(node, "date +%s").stdout.strip()
     tool = [sys.executable, str(nodes.REPO / "tools" / "known_hosts.py"), str(nodes.INVENTORY)]
     try:
         # A fresh SSH control folder: no master connection from earlier runs.
@@ -67,8 +68,9 @@ def test_a_changed_host_key_stops_the_run_before_anything_is_sent(
         assert f"fatal: [{node}]: UNREACHABLE!" in run.output
         assert "Preflight stopped the run, nothing was changed" in run.output
         assert run.total("changed") == 0, run.recap  # no node changed, the others neither
-        # Nothing reached the node: no login since it booted, no file written.
-        logins = nodes.on_node(node, "journalctl -b -u ssh --no-pager -o cat").stdout
+        # Nothing reached the node: no login during the run, no file written.
+        logins = nodes.on_node(node, f"journalctl -u ssh --no-pager -o cat --since @{since}").stdout
+        assert "Connection closed by" in logins and "[preauth]" in logins, logins
         assert "Accepted publickey" not in logins, logins
         written = nodes.on_node(
             node, f"find {WATCHED} -xdev -newer /run/pimq-before-run 2>/dev/null || true"
