@@ -372,8 +372,9 @@ class Accounts(ModuleRun):
             self.fail("not pimq's, nothing was changed: " + " | ".join(refused))
         if not self.group_exists(marker) and self.change(f"group {marker}: created"):
             self.command(["groupadd", "--system", marker])
-        for name, v in self.verdicts.items():
-            if v.kind == LEGACY and self.change(f"account {name}: {v.reason}"):
+        present = {a["name"] for a in self.p["accounts"]}
+        for name, v in self.verdicts.items():  # (an absent one is simply removed)
+            if v.kind == LEGACY and name in present and self.change(f"account {name}: {v.reason}"):
                 self.command(["usermod", "--append", "--groups", marker, name])
 
     def run(self) -> dict[str, Any]:
