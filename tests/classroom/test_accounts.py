@@ -48,7 +48,8 @@ def roster_plus(room: nodes.Room, *names: str) -> list[dict]:
 def head_changes(run: nodes.PlaybookRun) -> list[str]:
     """The changes pimq_accounts reported on the head (its debug task's list)."""
     m = re.search(
-        r"Report account changes on the head\].*?msg:\n((?:    - .*\n)+)", run.output, re.S
+        r"Report account changes on the head\][^\n]*\n[^\n]*\n    msg:\n((?:    - [^\n]*\n)+)",
+        run.output,
     )
     if not m:
         return []
