@@ -23,7 +23,7 @@ export PIMQ_RUN
 TEST_SUITES := lint unit integration test-harness test-classroom molecule chaos-ci
 HEAVY_SUITES := chaos
 
-.PHONY: help setup lint unit integration classroom provision demo deploy check status \
+.PHONY: help setup lint unit integration classroom provision demo known-hosts deploy check status \
         test test-all test-harness test-classroom molecule chaos chaos-ci bench clean
 
 help: ## this list
@@ -35,8 +35,8 @@ setup: ## prepare this machine: Docker engine, debootstrap, RabbitMQ, .venv (ide
 lint: setup ## ansible-lint (production), yamllint, ruff
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production playbooks roles
-	$(BIN)/ruff check worker tests bench roles
-	$(BIN)/ruff format --check worker tests bench roles
+	$(BIN)/ruff check worker tests bench roles tools
+	$(BIN)/ruff format --check worker tests bench roles tools
 
 unit: setup ## pure-logic tests (seconds)
 	$(PYTEST) tests/unit
@@ -53,6 +53,10 @@ provision: classroom ## run playbooks/site.yml on the simulated classroom
 
 demo: provision ## the simulated classroom, provisioned, and a real job run as a student
 	@PIMQ_INVENTORY=$(LOCAL) tests/harness/demo.sh
+
+known-hosts: setup ## record a room's SSH host keys once (fingerprints shown, confirmed): make known-hosts INVENTORY=inventory/<room> [YES=1] [FROM=file] [REPLACE=host]
+	@test -n "$(INVENTORY)" || { echo "usage: make known-hosts INVENTORY=inventory/<room> [YES=1] [FROM=known_hosts file] [REPLACE=host]"; exit 2; }
+	$(PY) tools/known_hosts.py $(INVENTORY) $(if $(YES),--yes) $(if $(FROM),--from $(FROM)) $(foreach h,$(REPLACE),--replace $(h))
 
 deploy: setup ## provision a real classroom: make deploy INVENTORY=inventory/<room> [ANSIBLE_ARGS=...]
 	@test -n "$(INVENTORY)" || { echo "usage: make deploy INVENTORY=inventory/<room> (copy inventory/example to start)"; exit 2; }

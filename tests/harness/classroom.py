@@ -218,11 +218,13 @@ def authorize(room: Room, node: str, pubkey: str) -> None:
     )  # fmt: skip
 
 
-# How the harness (and Ansible) talk SSH to nodes that are born anew often.
-SSH_OPTIONS = " ".join(
+# How Ansible talks SSH to the nodes: as to a real room, every host key is
+# checked against the inventory's known_hosts (the harness writes it from the
+# keys each node generated, read through docker exec, not over the network).
+ANSIBLE_SSH_OPTIONS = " ".join(
     [
-        "-o StrictHostKeyChecking=no",
-        "-o UserKnownHostsFile=/dev/null",
+        "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts",
+        "-o StrictHostKeyChecking=yes",
         "-o LogLevel=ERROR",
         "-o ConnectTimeout=5",
     ]
@@ -230,7 +232,32 @@ SSH_OPTIONS = " ".join(
 
 
 def ssh_args(room: Room) -> list[str]:
-    return ["-i", str(room.key), "-o", "BatchMode=yes", *SSH_OPTIONS.split()]
+    """The harness's own SSH options: the same checks, the file named outright."""
+    return [
+        "-i", str(room.key), "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={room.inventory / 'known_hosts'}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
+    ]  # fmt: skip
+
+
+def host_keys(room: Room, node: str) -> list[str]:
+    """The public host keys the node generated on its first boot ("type key" each)."""
+    out = docker("exec", room.container(node), "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub")
+    keys = [" ".join(line.split()[:2]) for line in out.splitlines() if line.strip()]
+    if not keys:
+        raise ClassroomError(f"{room.container(node)} has no SSH host key")
+    return keys
+
+
+def write_known_hosts(room: Room, ips: dict[str, str]) -> None:
+    """inventory/local/known_hosts: every node's host keys, by address."""
+    room.inventory.mkdir(parents=True, exist_ok=True)
+    lines = [f"{GENERATED} Host keys read from each node (docker exec).\n"]
+    for node, ip in ips.items():
+        lines += [f"{ip} {key}\n" for key in host_keys(room, node)]
+    tmp = room.inventory / ".known_hosts.tmp"
+    tmp.write_text("".join(lines))
+    tmp.replace(room.inventory / "known_hosts")
 
 
 def wait_ssh(room: Room, ip: str, timeout: float = 60) -> None:
@@ -263,7 +290,7 @@ def write_inventory(room: Room, ips: dict[str, str], pubkey: str) -> None:
         "  vars:\n"
         "    ansible_user: pi\n"
         f"    ansible_ssh_private_key_file: {room.key}\n"
-        f"    ansible_ssh_common_args: \"{SSH_OPTIONS}\"\n"
+        f"    ansible_ssh_common_args: \"{ANSIBLE_SSH_OPTIONS}\"\n"
         "    ansible_python_interpreter: /usr/bin/python3\n"
         "  children:\n"
         "    head:\n      hosts:\n" + host_block(["head"]) +
@@ -318,6 +345,8 @@ def up(room: Room, workers: int) -> None:
         wait_booted(room, node)
         authorize(room, node, pubkey)
         ips[node] = address(room, node)
+    write_known_hosts(room, ips)
+    for node in nodes:
         wait_ssh(room, ips[node])
     write_inventory(room, ips, pubkey)
     say(f"up: {', '.join(f'{n}={ips[n]}' for n in nodes)}; inventory in {room.inventory}")

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 say() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 key=.classroom/${PIMQ_CLASSROOM:-pimq}/id_ed25519
 head=$(awk '/^    head:/{h=1} h && /ansible_host:/{print $2; exit}' "${PIMQ_INVENTORY:-inventory/local}/hosts.yml")
-ssh_student() { ssh -i "$key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$@"; }
+known_hosts=${PIMQ_INVENTORY:-inventory/local}/known_hosts
+ssh_student() { ssh -i "$key" -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$known_hosts" -o LogLevel=ERROR "$@"; }
 # The repository's sample corpus (data/README.md); PIMQ_DEMO_DATA counts in another text.
 data=${PIMQ_DEMO_DATA:-data/tinyshakespeare.txt}
 [ -f "$data" ] || { echo "no $data: restore it (git checkout -- data/) or set PIMQ_DEMO_DATA to a text file" >&2; exit 2; }

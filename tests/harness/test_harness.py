@@ -194,3 +194,24 @@ def test_a_failed_classroom_test_keeps_every_nodes_journal(
         journal = (kept / f"{node}.journal").read_text(errors="replace")
         assert " systemd[1]: " in journal and "not (fully) read" not in journal, journal[-500:]
         assert f" {node} " in journal.splitlines()[-1], (node, journal.splitlines()[-1])
+
+
+def test_known_hosts_holds_each_nodes_own_host_keys(inventory: dict[str, str]) -> None:
+    """Ansible checks host keys (StrictHostKeyChecking=yes) against inventory/local's
+    known_hosts, which holds exactly the keys each node generated at its first boot."""
+    prefix = os.environ.get("PIMQ_CLASSROOM", "pimq")
+    hosts = yaml.safe_load((REPO / "inventory/local/hosts.yml").read_text())
+    args = hosts["all"]["vars"]["ansible_ssh_common_args"]
+    assert "-o StrictHostKeyChecking=yes" in args
+    assert "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts" in args
+    recorded: dict[str, set[str]] = {}
+    for line in (REPO / "inventory/local/known_hosts").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            host, kind, key = line.split()[:3]
+            recorded.setdefault(host, set()).add(f"{kind} {key}")
+    assert set(recorded) == set(inventory.values())
+    for node, ip in inventory.items():
+        own = sh(
+            "docker", "exec", f"{prefix}-{node}", "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"
+        )
+        assert recorded[ip] == {" ".join(ln.split()[:2]) for ln in own.stdout.splitlines()}, node

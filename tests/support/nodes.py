@@ -35,8 +35,10 @@ INVENTORY = Path(os.environ.get("PIMQ_INVENTORY", REPO / "inventory" / "local"))
 #: The harness's files for this room (its SSH key, the provisioning record).
 STATE = REPO / ".classroom" / PREFIX
 VENV_BIN = Path(sys.executable).parent
+# Host keys checked as Ansible checks them: the room's known_hosts (the harness
+# writes it from the keys the nodes generated).
 SSH_OPTIONS = [
-    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    "-o", f"UserKnownHostsFile={INVENTORY / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
     "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
 ]  # fmt: skip
 RECAP_RE = re.compile(
@@ -174,8 +176,10 @@ def playbook(
     inventory: Path = INVENTORY,
     timeout: float = 1200,
     tmp_dir: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> PlaybookRun:
-    """Run ``playbooks/<name>`` against the classroom; output captured (stdout+stderr)."""
+    """Run ``playbooks/<name>`` against the classroom; output captured (stdout+stderr);
+    `env` adds to its environment."""
     argv = [
         str(VENV_BIN / "ansible-playbook"),
         "-i",
@@ -195,6 +199,7 @@ def playbook(
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_NOCOLOR="1",
         PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        **(env or {}),
     )
     start = time.monotonic()
     try:

@@ -124,6 +124,55 @@ def roster(value: Iterable[Mapping[str, Any]] | None, state: str | None = None) 
     return out
 
 
+def roster_accounts(value: Any) -> list[dict[str, str | None]]:
+    """``pimq_account_owners`` ``accounts`` for every roster entry with a valid name,
+    even in a roster with other errors (so one preflight message lists them all):
+    ``name`` and ``comment`` (the full name pimq sets as GECOS, as :func:`roster`
+    normalises it; None for a student being removed: not checked)."""
+    out: list[dict[str, str | None]] = []
+    seen: set[str] = set()
+    for entry in value if isinstance(value, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name) or name in seen:
+            continue
+        seen.add(name)
+        full_name = entry.get("full_name")
+        comment = full_name if isinstance(full_name, str) and full_name else name
+        out.append({"name": name, "comment": None if entry.get("state") == "absent" else comment})
+    return out
+
+
+def owner_errors(results: Mapping[str, Any], inventory: str = "inventory/<room>") -> list[str]:
+    """One line per roster name a node has that pimq did not make, from the
+    ``pimq_account_owners`` results by host (``{host: result}``); a host that
+    could not be asked says why (an unreachable host: its SSH error, e.g. a
+    changed host key: what to do, with `inventory`, the room's folder)."""
+    errors: list[str] = []
+    for host in sorted(results):
+        result = results[host] or {}
+        if not isinstance(result, Mapping):
+            continue
+        if result.get("unreachable"):
+            msg = " ".join(str(result.get("msg", "")).split())
+            hint = ""
+            if "IDENTIFICATION HAS CHANGED" in msg or "Host key verification failed" in msg:
+                hint = (
+                    " - its SSH host key is missing from or differs from the room's known_hosts: "
+                    "if the Pi was re-imaged, check its new key and record it "
+                    f"(make known-hosts INVENTORY={inventory} REPLACE={host}); "
+                    "otherwise something else answers at its address"
+                )
+            # ssh's own words end with what failed (e.g. "Host key for ... has changed").
+            tail = msg if len(msg) <= 300 else "..." + msg[-300:]
+            errors.append(f"{host}: not reached, nothing was sent to it{hint} (ssh: {tail})")
+            continue
+        for line in result.get("refused") or []:
+            errors.append(f"{host}: {line}")
+    return errors
+
+
 def password_terms(names: Iterable[str], directory: str, length: int = 32) -> list[str]:
     """Terms for ``query('ansible.builtin.password', *terms)``: one file per name.
 
@@ -197,6 +246,8 @@ class FilterModule:
             "pimq_roster": roster,
             "pimq_roster_from_csv": roster_from_csv,
             "pimq_password_terms": password_terms,
+            "pimq_roster_accounts": roster_accounts,
+            "pimq_owner_errors": owner_errors,
             "pimq_tenant_state": tenant_state,
             "pimq_queue_line": queue_line,
         }

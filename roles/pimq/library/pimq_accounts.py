@@ -15,12 +15,24 @@ description:
     C(~/.ssh/authorized_keys) (C(.ssh) 0700, file 0600), and the config file
     C(~/config_path) (parent folders 0700, file 0600, all the student's).
   - Every user in C(absent) is removed (C(userdel), with C(-r -f) when C(remove_home)).
+  - pimq changes or removes only the accounts it made - members of
+    C(marker_group) (a system group, created if missing; every new account is
+    made a member). An account an earlier pimq made (its own primary group, the
+    home under C(home_base), the GECOS and pimq's config file owned by the user)
+    is marked on the first run. Any other user, or a group, of a roster name
+    (a teacher's login, C(sudo), C(disk)) fails the task before anything is
+    changed, naming each; a new account always gets its own new primary group
+    (C(useradd --user-group)), never an existing one. The decision is
+    module_utils/pimq_owners.py, shared with preflight's pimq_account_owners.
   - Inside a home nothing is followed that the student could have made a
     symbolic link; folders are walked by file descriptor. A symlink where a
     folder or file belongs is replaced (its target is left alone); a file
     where a folder belongs, or a folder where a file belongs, fails the task.
   - The group of what is written is the group named like the student if it
     exists (C(useradd -U) makes it), else the account's primary group.
+  - A custom module because one call per run converges the whole roster
+    (C(ansible.builtin.user) plus file tasks cost round trips per student and
+    file) and works inside homes by descriptor.
   - Supports check mode and reports every change in C(changes) (never a file's content).
 options:
   accounts:
@@ -67,6 +79,10 @@ options:
     description: Path of the config file, relative to the home.
     type: str
     default: .config/pimq/config.yaml
+  marker_group:
+    description: The system group every account pimq makes is a member of (its mark of ownership).
+    type: str
+    default: pimq-students
 author: pimq
 """
 
@@ -100,6 +116,15 @@ import stat
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pimq_owners import (
+    FREE,
+    LEGACY,
+    REFUSED,
+    Verdict,
+    inspect,
+    login_defs,
+    verdict,
+)
 from ansible.module_utils.pimq_run import ModuleRun, list_of
 from ansible.module_utils.pimq_write import replace_file
 
@@ -137,10 +162,10 @@ class Accounts(ModuleRun):
             if not self.change(f"account {name}: created"):
                 return None
             cmd = ["useradd", "--comment", comment, "--home-dir", home, "--shell", shell]
-            cmd += ["--create-home"]
-            cmd += ["--gid", name] if self.group_exists(name) else ["--user-group"]
-            if groups:
-                cmd += ["--groups", ",".join(groups)]
+            # Its own new group, never an existing one (the verdict was FREE:
+            # no group of that name exists), and the marker group.
+            cmd += ["--create-home", "--user-group"]
+            cmd += ["--groups", ",".join([self.p["marker_group"], *groups])]
             self.command([*cmd, name])
             return pwd.getpwnam(name)
         cmd, what = [], []
@@ -318,9 +343,7 @@ class Accounts(ModuleRun):
 
     # --- removal ------------------------------------------------------------------------
     def remove(self, name: str) -> None:
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
+        if self.verdicts[name].kind == FREE:
             return
         if self.change(f"account {name}: removed"):
             cmd = ["userdel"]
@@ -328,11 +351,38 @@ class Accounts(ModuleRun):
                 cmd += ["--remove", "--force"]
             self.command([*cmd, name])
 
+    # --- ownership ----------------------------------------------------------------------
+    def judge(self) -> None:
+        """The verdict on every name, before anything changes: the task fails naming
+        every name pimq did not make; accounts of an earlier pimq get the marker."""
+        marker = self.p["marker_group"]
+        uid_min, gid_min = login_defs()
+        # An absent student's full name is not known here (None): an earlier
+        # pimq's account is recognised by everything else.
+        comments: dict[str, str | None] = {a["name"]: a["comment"] for a in self.p["accounts"]}
+        comments.update({n: None for n in self.p["absent"]})
+        self.verdicts: dict[str, Verdict] = {}
+        for name, comment in comments.items():
+            found = inspect(name, marker, self.p["config_path"])
+            self.verdicts[name] = verdict(
+                found, comment, self.p["home_base"], marker, True, uid_min, gid_min
+            )
+        refused = [f"{n}: {v.reason}" for n, v in self.verdicts.items() if v.kind == REFUSED]
+        if refused:
+            self.fail("not pimq's, nothing was changed: " + " | ".join(refused))
+        if not self.group_exists(marker) and self.change(f"group {marker}: created"):
+            self.command(["groupadd", "--system", marker])
+        present = {a["name"] for a in self.p["accounts"]}
+        for name, v in self.verdicts.items():  # (an absent one is simply removed)
+            if v.kind == LEGACY and name in present and self.change(f"account {name}: {v.reason}"):
+                self.command(["usermod", "--append", "--groups", marker, name])
+
     def run(self) -> dict[str, Any]:
         present = {a["name"] for a in self.p["accounts"]}
         both = sorted(present & set(self.p["absent"]))
         if both:
             self.fail(f"both present and absent: {', '.join(both)}")
+        self.judge()
         for spec in self.p["accounts"]:
             pw = self.user(spec)
             if pw is None:  # check mode, not created yet
@@ -365,6 +415,7 @@ def main() -> None:
             exclusive_keys=dict(type="bool", default=False),
             remove_home=dict(type="bool", default=True),
             config_path=dict(type="str", default=".config/pimq/config.yaml"),
+            marker_group=dict(type="str", default="pimq-students"),
         ),
         supports_check_mode=True,
     )
