@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from support import nodes
 
 REPO = nodes.REPO
@@ -200,12 +201,12 @@ def test_known_hosts_holds_each_nodes_own_host_keys(inventory: dict[str, str]) -
     """Ansible checks host keys (StrictHostKeyChecking=yes) against inventory/local's
     known_hosts, which holds exactly the keys each node generated at its first boot."""
     prefix = os.environ.get("PIMQ_CLASSROOM", "pimq")
-    hosts = yaml.safe_load((REPO / "inventory/local/hosts.yml").read_text())
+    hosts = yaml.safe_load((nodes.INVENTORY / "hosts.yml").read_text())
     args = hosts["all"]["vars"]["ansible_ssh_common_args"]
     assert "-o StrictHostKeyChecking=yes" in args
     assert "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts" in args
     recorded: dict[str, set[str]] = {}
-    for line in (REPO / "inventory/local/known_hosts").read_text().splitlines():
+    for line in (nodes.INVENTORY / "known_hosts").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             host, kind, key = line.split()[:3]
             recorded.setdefault(host, set()).add(f"{kind} {key}")
