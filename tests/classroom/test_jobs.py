@@ -7,6 +7,7 @@ count must be grep's. Then the same while a worker Pi is killed mid-job.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +22,9 @@ pytestmark = [pytest.mark.classroom, pytest.mark.timeout(900)]
 
 @pytest.fixture(scope="module")
 def corpus(room: nodes.Room, converged, shakespeare: Path) -> tuple[str, int]:
-    """The corpus in alice's home on the head; and grep's count of `more` in it."""
+    """The corpus in alice's home on the head, made as the README tells students
+    (``pimq sample shakespeare --copies 40 > corpus.txt``, from the sample the
+    playbook installed on the head); and grep's count of `more` in it."""
     text = shakespeare.read_bytes() * COPIES
     grep = subprocess.run(
         ["grep", "-ow", "more"], input=text, capture_output=True, env={"LC_ALL": "C.UTF-8"}
@@ -29,7 +32,12 @@ def corpus(room: nodes.Room, converged, shakespeare: Path) -> tuple[str, int]:
     expected = len(grep.stdout.splitlines())
     assert expected > 0
     ssh = ["ssh", "-i", str(room.key), *nodes.SSH_OPTIONS, f"{STUDENT}@{room.ips[room.head]}"]
-    subprocess.run([*ssh, "cat > corpus.txt"], input=text, check=True, timeout=120)
+    made = subprocess.run(
+        [*ssh, f"pimq sample shakespeare --copies {COPIES} > corpus.txt && sha256sum corpus.txt"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.split()[0] == hashlib.sha256(text).hexdigest()  # the repository's bytes
     return "corpus.txt", expected
 
 

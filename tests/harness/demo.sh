@@ -13,8 +13,13 @@ ssh_student() { ssh -i "$key" -o StrictHostKeyChecking=yes -o "UserKnownHostsFil
 data=${PIMQ_DEMO_DATA:-data/tinyshakespeare.txt}
 [ -f "$data" ] || { echo "no $data: restore it (git checkout -- data/) or set PIMQ_DEMO_DATA to a text file" >&2; exit 2; }
 
-say "alice logs in to the head node ($head) and makes the 45 MB corpus"
-for _ in $(seq 40); do cat "$data"; done | ssh_student "alice@$head" 'cat > corpus.txt && ls -l corpus.txt'
+if [ -z "${PIMQ_DEMO_DATA:-}" ]; then
+  say "alice logs in to the head node ($head) and makes the 45 MB corpus: pimq sample shakespeare --copies 40 > corpus.txt"
+  ssh_student "alice@$head" 'pimq sample shakespeare --copies 40 > corpus.txt && ls -l corpus.txt'
+else
+  say "alice logs in to the head node ($head) and copies up the 45 MB corpus (40 x $data)"
+  for _ in $(seq 40); do cat "$data"; done | ssh_student "alice@$head" 'cat > corpus.txt && ls -l corpus.txt'
+fi
 expected=$(for _ in $(seq 40); do cat "$data"; done | LC_ALL=C.UTF-8 grep -ow more | wc -l)
 say "alice runs: pimq run wordcount --word more corpus.txt   (grep -ow says: $expected)"
 out=$(ssh_student -t "alice@$head" 'pimq run wordcount --word more corpus.txt' | tee /dev/stderr)
