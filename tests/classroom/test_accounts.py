@@ -10,8 +10,8 @@ import os
 import re
 import subprocess
 
-import nodes
 import pytest
+from support import nodes
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(2400)]
 

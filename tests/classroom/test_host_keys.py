@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-import nodes
 import pytest
+from support import nodes
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(1800)]
 

@@ -14,9 +14,8 @@ import json
 import shlex
 import subprocess
 
-import jobs
-import nodes
 import pytest
+from support import jobs, nodes
 
 EXAMPLE = nodes.REPO / "examples" / "wordcount_module.py"
 DATA = nodes.REPO / "data" / "tinyshakespeare.txt"

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import queue_depth, wait_until
+from support.helpers import queue_depth, wait_until
 from support.sandbox import Activator
 
 REPO = Path(__file__).resolve().parents[2]
