@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 from support import nodes
+from support.students import Student
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(2400)]
 
@@ -143,15 +144,15 @@ def test_the_module_itself_refuses_to_change_or_remove_what_pimq_did_not_make(ro
 
 
 def test_an_account_pimq_made_is_updated_and_removed(room, converged, converge_vars):
-    name = "dave"
+    name = "oscar"  # not in the simulated classroom's roster (tests/harness/classroom.py)
     key = room.roster[0]["ssh_key"]
-    entry = {"name": name, "full_name": "Dave One", "ssh_key": key}
+    entry = {"name": name, "full_name": "Oscar One", "ssh_key": key}
     roster = [dict(s) for s in room.roster]
 
-    def head_run(dave: dict) -> nodes.PlaybookRun:
+    def head_run(entry_now: dict) -> nodes.PlaybookRun:
         run = nodes.playbook(
             "site.yml", "--tags", "students,head",
-            extra_vars={**converge_vars, "pimq_students": [*roster, dave]},
+            extra_vars={**converge_vars, "pimq_students": [*roster, entry_now]},
         )  # fmt: skip
         assert run.rc == 0, run.tail(80)
         return run
@@ -160,7 +161,7 @@ def test_an_account_pimq_made_is_updated_and_removed(room, converged, converge_v
         run = head_run(entry)
         assert f"account {name}: created" in head_changes(run)
         pw = nodes.on_node(room.head, f"getent passwd {name}").stdout.strip().split(":")
-        assert pw[4] == "Dave One" and pw[5] == f"/home/{name}"
+        assert pw[4] == "Oscar One" and pw[5] == f"/home/{name}"
         uid, gid = int(pw[2]), int(pw[3])
         own = nodes.on_node(room.head, f"getent group {name}").stdout.strip().split(":")
         assert int(own[2]) == gid >= 1000 and uid >= 1000  # its own new group
@@ -169,9 +170,9 @@ def test_an_account_pimq_made_is_updated_and_removed(room, converged, converge_v
         ].split(",")
         assert nodes.ssh(room, name, "id -un").stdout.strip() == name
 
-        run = head_run({**entry, "full_name": "Dave Two"})
+        run = head_run({**entry, "full_name": "Oscar Two"})
         assert head_changes(run) == [f"account {name}: comment updated"]
-        assert nodes.on_node(room.head, f"getent passwd {name}").stdout.split(":")[4] == "Dave Two"
+        assert nodes.on_node(room.head, f"getent passwd {name}").stdout.split(":")[4] == "Oscar Two"
     finally:
         run = head_run({**entry, "state": "absent"})
         (nodes.INVENTORY / "credentials" / "students" / f"{name}.txt").unlink(missing_ok=True)
@@ -215,8 +216,6 @@ def test_a_room_an_earlier_pimq_converged_keeps_working(room, converged, converg
     assert accounts() == before
     members = nodes.on_node(room.head, f"getent group {MARKER}").stdout.strip().split(":")[3]
     assert set(students) <= set(members.split(","))
-    from conftest import Student
-
     for s in students:
         assert Student(room, s).try_vhost()["consumed"] == f"hello {s}"
     again = nodes.playbook("site.yml", extra_vars=converge_vars)

@@ -68,8 +68,16 @@ def test_a_changed_host_key_stops_the_run_before_anything_is_sent(
         assert f"fatal: [{node}]: UNREACHABLE!" in run.output
         assert "Preflight stopped the run, nothing was changed" in run.output
         assert run.total("changed") == 0, run.recap  # no node changed, the others neither
+
         # Nothing reached the node: no login during the run, no file written.
-        logins = nodes.on_node(node, f"journalctl -u ssh --no-pager -o cat --since @{since}").stdout
+        # By sshd's syslog identifier, not its unit: journald names the unit from the
+        # sender's cgroup, and a pre-auth child that has exited already has none; and
+        # the lines may reach the journal a moment after the run has ended.
+        def sshd_log() -> str:
+            out = nodes.on_node(node, f"journalctl -t sshd --no-pager -o cat --since @{since}")
+            return out.stdout if "[preauth]" in out.stdout else ""
+
+        logins = nodes.wait_for(sshd_log, timeout=20, what=f"sshd's log of the run on {node}")
         assert "Connection closed by" in logins and "[preauth]" in logins, logins
         assert "Accepted publickey" not in logins, logins
         written = nodes.on_node(

@@ -3,45 +3,16 @@ is the chaos suite's: tests/chaos/test_misuse.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 from support import nodes
+from support.students import Student
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(2400)]
 
 # Names the room's roster does not hold (tests/harness/classroom.py ROSTER).
 NEWCOMER, PREVIEWED = "ivan", "judy"
-
-STUDENT_CLIENT = r"""
-import json, os, ssl, sys, yaml, pika
-cfg = yaml.safe_load(open(os.path.expanduser("~/.config/pimq/config.yaml")))
-# a student's own script, as the README shows it: TLS with the room CA the config names
-tls = pika.SSLOptions(ssl.create_default_context(cafile=cfg["ca"]), cfg["host"])
-params = pika.ConnectionParameters(host=cfg["host"], port=cfg["port"], virtual_host=cfg["vhost"],
-    credentials=pika.PlainCredentials(cfg["user"], cfg["password"]),
-    connection_attempts=1, blocked_connection_timeout=10, ssl_options=tls)
-conn = pika.BlockingConnection(params)
-ch = conn.channel()
-ch.confirm_delivery()
-q = "roster-test"
-ch.queue_declare(queue=q, auto_delete=True)
-ch.basic_publish(exchange="", routing_key=q, body=b"hello " + cfg["vhost"].encode(),
-                 properties=pika.BasicProperties(delivery_mode=2), mandatory=True)
-method, props, body = ch.basic_get(queue=q, auto_ack=True)
-ch.queue_delete(queue=q)
-conn.close()
-print(json.dumps({"consumed": body.decode() if body else None}))
-"""
-
-
-def works_in_own_vhost(room: nodes.Room, name: str) -> str | None:
-    """As the student, with their own config on the head: declare, publish (confirmed),
-    consume in their vhost; what came back."""
-    proc = nodes.run_python_as(room, name, STUDENT_CLIENT)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])["consumed"]
 
 
 def roster_with(room: nodes.Room, **states) -> list[dict]:
@@ -97,7 +68,7 @@ def test_remove_then_add_a_student_touches_exactly_theirs(converged, room, conve
         assert sampler.leaks(fresh.all()) == [], "password in argv while adding a student"
         assert nodes.find_secrets(run.output, fresh.all()) == []
         # The newcomer can work at once.
-        assert works_in_own_vhost(room, newcomer) == f"hello {newcomer}"
+        assert Student(room, newcomer).try_vhost()["consumed"] == f"hello {newcomer}"
     finally:
         run = nodes.playbook(
             "site.yml",

@@ -16,10 +16,12 @@ own. Targets without pytest (lint, molecule) show their time and result only.
 A suite in which any test skipped has failed: ``make test`` checks everything
 it lists, and a test whose prerequisite is missing fails rather than skips.
 
-All suites of one call share ``PIMQ_RUN``, so the simulated room is
-provisioned once for all of them (``tests/support/provision.py``). The table
-is also written to ``artifacts/suites.txt``; ``artifacts/`` (journals of failed
-classroom tests) is emptied first, so what it holds belongs to this run.
+Every pytest session lists its ten slowest tests (``--durations=10``), so the
+log shows where the time budget goes. All suites of one call share
+``PIMQ_RUN``, so the simulated room is provisioned once for all of them
+(``tests/support/provision.py``). The table is also written to
+``artifacts/suites.txt``; ``artifacts/`` (journals of failed classroom tests) is
+emptied first, so what it holds belongs to this run.
 
 Stdlib only.
 """
@@ -143,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--make", default=os.environ.get("MAKE", "make"), help="the make to call")
     args = p.parse_args(argv)
     run_id = os.environ.get("PIMQ_RUN") or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    env = {**os.environ, "PIMQ_RUN": run_id}
+    # Every pytest session also lists its ten slowest tests: where the budget goes.
+    addopts = f"{os.environ.get('PYTEST_ADDOPTS', '')} --durations=10".strip()
+    env = {**os.environ, "PIMQ_RUN": run_id, "PYTEST_ADDOPTS": addopts}
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     suites = [Suite(t) for t in args.targets]
     status = 0

@@ -17,9 +17,10 @@ A record is reused only when all of these hold, else the room is converged anew:
   the record names (a room brought down and up again is a new room);
 - the same state: what provisioning manages (vhosts, users, rights, limits,
   accounts, config files, workers' vhosts: ``nodes.room_state``) and the
-  credentials folder are as the converge left them. A suite that broke the room
-  and could not mend it leaves a later suite a freshly converged room, not its
-  mess.
+  generated passwords are as the converge left them (the TLS certificates may
+  have been renewed by a test: the room is still the one provisioned). A suite
+  that broke the room and could not mend it leaves a later suite a freshly
+  converged room, not its mess; the reason says what changed.
 
 The record lives in ``.classroom/<prefix>/provisioned/`` (git-ignored; removed
 with the room by ``classroom.py down``). It holds no secret: the outputs and the
@@ -95,11 +96,33 @@ def fingerprint(room: nodes.Room) -> dict[str, object]:
     }
 
 
-def _state(room: nodes.Room) -> dict[str, object]:
+def _passwords() -> dict[str, str]:
+    """A digest per generated password file (the room's secrets; its TLS certificates
+    are left out: a test may renew them, and the room is still the one provisioned)."""
+    base = nodes.INVENTORY / "credentials"
     return {
-        "room_state": sorted(nodes.room_state(room)),
-        "credentials": _digest(nodes.INVENTORY / "credentials"),
+        str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(base.rglob("*.txt"))
+        if "tls" not in p.relative_to(base).parts
     }
+
+
+def _state(room: nodes.Room) -> dict[str, object]:
+    return {"room_state": sorted(nodes.room_state(room)), "credentials": _passwords()}
+
+
+def _difference(then: dict, now: dict) -> str:
+    """What changed since the record, in a few words (no secret: names and digests only)."""
+    parts = []
+    gone = sorted(set(then["room_state"]) - set(now["room_state"]))
+    new = sorted(set(now["room_state"]) - set(then["room_state"]))
+    if gone or new:
+        parts.append(f"managed state: {len(gone)} gone {gone[:3]}, {len(new)} new {new[:3]}")
+    files = sorted(k for k in {*then["credentials"], *now["credentials"]}
+                   if then["credentials"].get(k) != now["credentials"].get(k))  # fmt: skip
+    if files:
+        parts.append(f"credentials changed: {files[:5]}")
+    return "; ".join(parts)
 
 
 def _save_run(run: nodes.PlaybookRun, name: str) -> dict[str, object]:
@@ -134,12 +157,14 @@ def why_not_reuse(room: nodes.Room) -> str | None:
     doc = json.loads(record.read_text())
     if not doc.get("complete"):
         return "the record's converge did not complete"
-    now = fingerprint(room)
+    here = fingerprint(room)
     for key, value in doc["fingerprint"].items():
-        if now.get(key) != value:
+        if here.get(key) != value:
             return f"the record is of another {key}"
-    if _state(room) != doc["state"]:
-        return "the room is no longer as provisioned (an earlier suite changed it)"
+    now = _state(room)
+    if now != doc["state"]:
+        changed = _difference(doc["state"], now)
+        return f"the room is no longer as provisioned (an earlier suite changed it: {changed})"
     return None
 
 

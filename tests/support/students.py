@@ -1,0 +1,64 @@
+"""Acting as a student of the simulated classroom, with their own config on the head.
+
+The classroom suite's tenant, roster and accounts tests all ask the same question
+of a student: does their own config (``~/.config/pimq/config.yaml``, TLS with the
+room CA it names) let them work in their vhost, and only there?
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+
+from support import nodes
+
+# A student's own script, as the README shows it; runs on the head as the student,
+# sent on stdin (the password is read from their config, never on a command line).
+STUDENT_CLIENT = r"""
+import json, os, ssl, sys, yaml, pika
+cfg = yaml.safe_load(open(os.path.expanduser("~/.config/pimq/config.yaml")))
+vhost = sys.argv[1] if len(sys.argv) > 1 else cfg["vhost"]
+tls = pika.SSLOptions(ssl.create_default_context(cafile=cfg["ca"]), cfg["host"])
+params = pika.ConnectionParameters(host=cfg["host"], port=cfg["port"], virtual_host=vhost,
+    credentials=pika.PlainCredentials(cfg["user"], cfg["password"]),
+    connection_attempts=1, blocked_connection_timeout=10, ssl_options=tls)
+out = {"vhost": vhost}
+try:
+    conn = pika.BlockingConnection(params)
+except Exception as exc:
+    out["connect"] = type(exc).__name__
+    print(json.dumps(out)); sys.exit(0)
+out["connect"] = "ok"
+ch = conn.channel()
+ch.confirm_delivery()
+q = "matrix-test"
+ch.queue_declare(queue=q, auto_delete=True)
+ch.basic_publish(exchange="", routing_key=q, body=b"hello " + vhost.encode(),
+                 properties=pika.BasicProperties(delivery_mode=2), mandatory=True)
+method, props, body = ch.basic_get(queue=q, auto_ack=True)
+out["consumed"] = body.decode() if body else None
+ch.queue_delete(queue=q)
+conn.close()
+print(json.dumps(out))
+"""
+
+
+@dataclass
+class Student:
+    """One student on the head node, reached over SSH with the harness key."""
+
+    room: nodes.Room
+    name: str
+
+    def ssh(self, command: str, **kw) -> subprocess.CompletedProcess[str]:
+        return nodes.ssh(self.room, self.name, command, **kw)
+
+    def try_vhost(self, vhost: str | None = None) -> dict:
+        """Connect with the student's own config (to another vhost if given), declare,
+        publish (confirmed), consume; what happened: ``connect`` ("ok" or the error's
+        type) and ``consumed`` (the message that came back)."""
+        args = [vhost] if vhost else []
+        proc = nodes.run_python_as(self.room, self.name, STUDENT_CLIENT, *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
