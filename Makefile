@@ -35,8 +35,8 @@ setup: ## prepare this machine: Docker engine, debootstrap, RabbitMQ, .venv (ide
 lint: setup ## ansible-lint (production), yamllint, ruff
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production playbooks roles
-	$(BIN)/ruff check worker tests bench roles tools
-	$(BIN)/ruff format --check worker tests bench roles tools
+	$(BIN)/ruff check worker tests bench roles tools examples
+	$(BIN)/ruff format --check worker tests bench roles tools examples
 
 unit: setup ## pure-logic tests (seconds)
 	$(PYTEST) tests/unit

@@ -84,3 +84,32 @@ def test_env_lines_evaluate_in_a_shell(config: Path) -> None:
     script = "\n".join(connect.env(None, None, True, False)) + '\nprintf %s "$PIMQ_PASSWORD"'
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout == PASSWORD
+
+
+def test_celery_config_reaches_the_students_vhost(config: Path) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    settings = pimq.celery_config()
+    url = urlsplit(settings["broker_url"])
+    assert (url.scheme, url.hostname, url.port) == ("amqp", "head", 5673)
+    assert (unquote(url.username or ""), unquote(url.password or "")) == ("alice", PASSWORD)
+    assert unquote(url.path[1:]) == "al/ice"
+    assert settings["result_backend"] == "rpc://"
+    assert "broker_use_ssl" not in settings  # no CA in this config: no TLS
+
+
+def test_celery_config_with_the_room_ca_verifies_the_broker(config: Path, tmp_path: Path) -> None:
+    import ssl
+
+    from support.tls import make_ca
+
+    ca = make_ca(tmp_path / "ca").cert
+    config.write_text(config.read_text() + f"ca: {ca}\n")
+    settings = pimq.celery_config(host="pi02")
+    assert settings["broker_url"].startswith("amqps://alice:")
+    assert "@pi02:5673/" in settings["broker_url"]
+    assert settings["broker_use_ssl"] == {
+        "ca_certs": str(ca),
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": "pi02",
+    }

@@ -166,6 +166,7 @@ def test_head_accounts_with_their_config_files() -> None:
             "vhost: alice\n"
             "user: alice\n"
             "password: Abc123xyz\n",
+            "password": "",
         },
         {
             "name": "bob_2",
@@ -179,7 +180,16 @@ def test_head_accounts_with_their_config_files() -> None:
             "vhost: bob_2\n"
             "user: bob_2\n"
             "password: '0123'\n",
+            "password": "",
         },
+    ]
+
+
+def test_head_accounts_with_password_login_carry_the_handouts_password() -> None:
+    accounts = head.head_accounts(STUDENTS, "head", 5671, PASSWORDS, "m", "", True)
+    assert [(a["name"], a["password"]) for a in accounts] == [
+        ("alice", "Abc123xyz"),
+        ("bob_2", "0123"),
     ]
 
 

@@ -14,6 +14,10 @@ description:
     appended), its home (owner, group, C(home_mode)), the roster's SSH key in
     C(~/.ssh/authorized_keys) (C(.ssh) 0700, file 0600), and the config file
     C(~/config_path) (parent folders 0700, file 0600, all the student's).
+  - An account given a C(password) gets it (C(chpasswd), on its standard
+    input: never in argv) when it has no usable one - just created, or made
+    while password login was off - never over a password it has, so a
+    student's own C(passwd) change stays.
   - Every user in C(absent) is removed (C(userdel), with C(-r -f) when C(remove_home)).
   - pimq changes or removes only the accounts it made - members of
     C(marker_group) (a system group, created if missing; every new account is
@@ -38,8 +42,9 @@ options:
   accounts:
     description:
       - Accounts that must exist. Each has C(name), C(comment), C(ssh_key) (one
-        OpenSSH public key line, or empty for none) and C(config) (the content
-        of the config file, a secret).
+        OpenSSH public key line, or empty for none), C(config) (the content
+        of the config file, a secret) and C(password) (the login password, a
+        secret; empty for none).
     type: list
     elements: dict
     default: []
@@ -167,7 +172,9 @@ class Accounts(ModuleRun):
             cmd += ["--create-home", "--user-group"]
             cmd += ["--groups", ",".join([self.p["marker_group"], *groups])]
             self.command([*cmd, name])
+            self.password(spec, created=True)
             return pwd.getpwnam(name)
+        self.password(spec, created=False)
         cmd, what = [], []
         if pw.pw_gecos != comment:
             cmd += ["--comment", comment]
@@ -185,6 +192,31 @@ class Accounts(ModuleRun):
         if cmd and self.change(f"account {name}: {', '.join(what)} updated"):
             self.command(["usermod", *cmd, name])
         return pwd.getpwnam(name)
+
+    def password(self, spec: dict[str, Any], created: bool) -> None:
+        """Set the account's login password if it has no usable one (a new
+        account, or one whose password is locked or empty)."""
+        name, password = spec["name"], spec.get("password") or ""
+        if not password:
+            return
+        if any(c in password for c in ":\n"):
+            self.fail(f"account {name}: a login password cannot hold ':' or a line break")
+        if not created and self.has_password(name):
+            return
+        if created or self.change(f"account {name}: login password set"):
+            self.command(["chpasswd"], data=f"{name}:{password}")  # run_command adds the newline
+
+    @staticmethod
+    def has_password(name: str) -> bool:
+        """Whether /etc/shadow holds a usable password hash for `name` (not
+        locked with '!' or '*', not empty)."""
+        with open("/etc/shadow", encoding="utf-8") as shadow:
+            for line in shadow:
+                fields = line.rstrip("\n").split(":")
+                if fields[0] == name:
+                    hashed = fields[1] if len(fields) > 1 else ""
+                    return bool(hashed) and hashed[0] not in "!*"
+        return False
 
     @staticmethod
     def group_exists(name: str) -> bool:
@@ -405,6 +437,7 @@ def main() -> None:
                     comment=dict(type="str", default=""),
                     ssh_key=dict(type="str", default=""),
                     config=dict(type="str", default="", no_log=True),
+                    password=dict(type="str", default="", no_log=True),
                 ),
             ),
             absent=list_of("str"),

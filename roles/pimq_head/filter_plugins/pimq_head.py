@@ -35,12 +35,14 @@ def head_accounts(
     passwords: Mapping[str, str],
     managed: str,
     ca: str = "",
+    login_password: bool = False,
 ) -> list[dict[str, str]]:
     """``pimq_accounts`` ``accounts`` for the normalised present students (the
     ``pimq_roster('present')`` filter's entries): per student its ``name``, its
     ``full_name`` as ``comment``, its ``ssh_key`` and as ``config`` its
     :func:`student_config` with the broker `host`, `port` and `ca` and its
-    password from `passwords` (``{name: password}``)."""
+    password from `passwords` (``{name: password}``); with `login_password`,
+    that password as ``password`` too (the head login's, the handout's)."""
     if not isinstance(ca, str):
         raise AnsibleFilterError(f"pimq_head_accounts: ca {ca!r} is not a path")
     if isinstance(students, (str, Mapping)) or not isinstance(students, Iterable):
@@ -69,6 +71,7 @@ def head_accounts(
                 "comment": student["full_name"],
                 "ssh_key": student["ssh_key"],
                 "config": student_config(name, host, port, passwords[name], managed, ca),
+                "password": passwords[name] if login_password else "",
             }
         )
     return accounts

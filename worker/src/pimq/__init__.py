@@ -2,7 +2,8 @@
 
 For a student's own scripts: ``pimq.connect()`` returns a
 ``pika.BlockingConnection`` to their vhost from their config file, and
-``pimq.parameters()`` the ``pika.ConnectionParameters`` behind it
+``pimq.parameters()`` the ``pika.ConnectionParameters`` behind it, and
+``pimq.celery_config()`` the settings of a Celery app on it
 (:mod:`pimq.client.connect`).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "connect", "parameters"]
+__all__ = ["__version__", "celery_config", "connect", "parameters"]
 
 
 def connect(*args: Any, **kwargs: Any) -> Any:
@@ -26,3 +27,10 @@ def parameters(*args: Any, **kwargs: Any) -> Any:
     from pimq.client.connect import parameters as _parameters
 
     return _parameters(*args, **kwargs)
+
+
+def celery_config(*args: Any, **kwargs: Any) -> Any:
+    """Your Celery app's settings (see :func:`pimq.client.connect.celery_config`)."""
+    from pimq.client.connect import celery_config as _celery_config
+
+    return _celery_config(*args, **kwargs)

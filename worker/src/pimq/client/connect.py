@@ -6,6 +6,10 @@ student's connection parameters (so whatever it learns, e.g. TLS, scripts get
 too). The password never has to be typed: not in a script, not in argv, not
 in shell history.
 
+``pimq.celery_config()`` is the same for Celery (the broker-survey hand-out):
+the settings of a Celery app on the student's vhost, over TLS, with the
+``rpc://`` result backend (replies over the same broker, nothing else to run).
+
 ``pimq env`` prints shell ``export`` lines without the password (host, port,
 vhost, user, the config file); ``pimq env --password`` adds ``PIMQ_PASSWORD``
 and ``AMQP_URL`` for programs that cannot import pimq, but only into a pipe or
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import ssl
 from typing import Any
 from urllib.parse import quote
 
@@ -63,6 +68,29 @@ def connect(
     when the broker cannot be reached or refuses the credentials.
     """
     return amqp.blocking_connect(student(config, host), name, heartbeat)
+
+
+def celery_config(
+    config: str | os.PathLike[str] | None = None, host: str | None = None
+) -> dict[str, Any]:
+    """Settings of a Celery app (``app.conf.update(pimq.celery_config())``) on
+    the student's own vhost: the broker URL (with the password: it stays in the
+    process, Celery's banner and logs mask it), TLS verified against the room
+    CA when the config names one, results over the broker (``rpc://``)."""
+    cfg = student(config, host)
+    params = amqp.student_parameters(cfg, "celery")
+    settings: dict[str, Any] = {
+        "broker_url": url(params, with_password=True),
+        "result_backend": "rpc://",
+        "broker_connection_retry_on_startup": True,
+    }
+    if cfg.ca:
+        settings["broker_use_ssl"] = {
+            "ca_certs": cfg.ca,
+            "cert_reqs": ssl.CERT_REQUIRED,
+            "server_hostname": params.host,
+        }
+    return settings
 
 
 def url(params: pika.ConnectionParameters, with_password: bool) -> str:

@@ -1,0 +1,116 @@
+"""Logging in as the hand-outs do (issue 15): a student types `ssh name@head` and the
+password on the handout; sshd allows passwords for pimq's students only, never for
+the admin or a service account; a password the student changed survives the next run.
+
+Passwords reach ssh through SSH_ASKPASS (a script that reads a 0600 file), never argv.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import nodes
+
+pytestmark = [pytest.mark.classroom, pytest.mark.timeout(2400)]
+STUDENT = "grace"  # no other classroom test logs in as her
+
+
+def password_ssh(room: nodes.Room, user: str, password: str, tmp: Path, command: str = "id -un"):
+    """``ssh user@head command`` offering only a password (no key, no agent)."""
+    secret, askpass = tmp / f"{user}.pw", tmp / "askpass.sh"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    askpass.write_text('#!/bin/sh\nexec cat "$PIMQ_TEST_PASSWORD_FILE"\n')
+    askpass.chmod(0o700)
+    pairs = zip(nodes.SSH_OPTIONS[::2], nodes.SSH_OPTIONS[1::2], strict=True)
+    options = [x for flag, value in pairs if value != "BatchMode=yes" for x in (flag, value)]
+    argv = [
+        "ssh", *options, "-o", "PreferredAuthentications=password,keyboard-interactive",
+        "-o", "PubkeyAuthentication=no", "-o", "IdentityAgent=none",
+        "-o", "NumberOfPasswordPrompts=1", f"{user}@{room.ips[room.head]}", command,
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "SSH_ASKPASS": str(askpass),
+        "SSH_ASKPASS_REQUIRE": "force",
+        "PIMQ_TEST_PASSWORD_FILE": str(secret),
+    }
+    return subprocess.run(
+        argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+
+
+def sshd_allows_passwords(room: nodes.Room, user: str) -> bool:
+    """What sshd on the head decides for ``user`` (its effective configuration)."""
+    out = nodes.on_node(room.head, f"sshd -T -C user={user},host=pc,addr=192.0.2.1").stdout
+    return "passwordauthentication yes" in out.splitlines()
+
+
+def test_a_student_logs_in_with_the_handouts_password(room, converged, creds, tmp_path):
+    login = password_ssh(room, STUDENT, creds.students[STUDENT], tmp_path)
+    assert login.returncode == 0, login.stderr
+    assert login.stdout.strip() == STUDENT
+    wrong = password_ssh(room, STUDENT, creds.students[STUDENT] + "x", tmp_path)
+    assert wrong.returncode == 255 and "Permission denied" in wrong.stderr, wrong
+
+
+def test_passwords_are_refused_for_the_admin_and_service_accounts(room, converged, tmp_path):
+    admin = "pi"  # the harness's admin (ansible_user), as on a Pi fresh from the imager
+    assert sshd_allows_passwords(room, STUDENT)
+    for user in (admin, "root", "pimq-worker", "rabbitmq"):
+        assert not sshd_allows_passwords(room, user), user
+    # The admin really has a password here: sshd still refuses it.
+    password = "admin-has-a-password-7Qx"
+    before = nodes.on_node(room.head, f"getent shadow {admin} | cut -d: -f2").stdout.strip()
+    nodes.on_node(room.head, "chpasswd", input=f"{admin}:{password}\n")
+    try:
+        refused = password_ssh(room, admin, password, tmp_path)
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused
+        assert nodes.ssh(room, admin, "id -un").stdout.strip() == admin  # the key still works
+    finally:
+        nodes.on_node(room.head, ["usermod", "--password", before, admin])
+
+
+def test_a_password_the_student_changed_survives_the_next_run(
+    room, converged, converge_vars, creds, tmp_path
+):
+    mine = "grace-chose-this-one-42"
+    nodes.on_node(room.head, "chpasswd", input=f"{STUDENT}:{mine}\n")  # as `passwd` would
+    try:
+        run = nodes.playbook("site.yml", "--tags", "head", extra_vars=converge_vars)
+        assert run.rc == 0, run.tail()
+        assert f"account {STUDENT}: login password set" not in run.output
+        assert password_ssh(room, STUDENT, mine, tmp_path).returncode == 0
+        handout = password_ssh(room, STUDENT, creds.students[STUDENT], tmp_path)
+        assert handout.returncode == 255, handout
+    finally:
+        nodes.on_node(room.head, "chpasswd", input=f"{STUDENT}:{creds.students[STUDENT]}\n")
+
+
+def test_an_account_without_a_password_gets_the_handouts(room, converged, converge_vars, creds):
+    """A student made while password login was off (or by an earlier pimq) has a locked
+    password: the next run sets the handout's, once."""
+    nodes.on_node(room.head, f"passwd --delete {STUDENT} && usermod --lock {STUDENT}")
+    run = nodes.playbook("site.yml", "--tags", "head", extra_vars=converge_vars)
+    assert run.rc == 0, run.tail()
+    assert f"account {STUDENT}: login password set" in run.output, run.tail()
+    again = nodes.playbook("site.yml", "--tags", "head", extra_vars=converge_vars)
+    assert again.rc == 0 and "login password set" not in again.output, again.tail()
+
+
+def test_the_head_has_what_the_handouts_use(room, converged):
+    """ipython3 and tmux (the seed lab), Celery (the broker survey), the examples."""
+    out = nodes.ssh(
+        room,
+        STUDENT,
+        "ipython3 --version && tmux -V && python3 -m celery --version"
+        " && cat /opt/pimq/examples/wordcount_module.py /opt/pimq/examples/celery/tasks.py"
+        " /opt/pimq/examples/tutorials/send.py > /dev/null && echo readable",
+    ).stdout.split("\n")
+    assert out[0].split(".")[0].isdigit(), out  # ipython3's version, e.g. 8.5.0
+    assert out[1].startswith("tmux "), out
+    assert out[2].split(" ")[0].count(".") == 2, out  # celery's, e.g. "5.2.6 (dawn-chorus)"
+    assert out[3] == "readable", out
