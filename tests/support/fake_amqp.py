@@ -15,6 +15,9 @@ denied), manual and automatic acks,
 ``multiple`` acks and nacks with requeue (a requeued message goes back to the
 head of its queue, marked redelivered), publisher confirms, and a channel or
 connection that closes: its unacked messages go back to their queues.
+Queue caps as the room's policies set them (:attr:`FakeBroker.max_bytes`):
+``max-length-bytes`` over the ready messages with ``overflow: reject-publish``,
+a publish that would go over is nacked and not routed.
 
 Time is virtual: :class:`FakeIOLoop` runs callbacks in the order of their due
 times without sleeping, so a test of a 30 s back-off takes microseconds.
@@ -143,6 +146,9 @@ class FakeBroker:
         #: refused (nacked) message is not routed. A rule may also break things
         #: (close the channel, drop the connection) to test what follows.
         self.confirm_rule: Callable[[FakeChannel, str, str, bytes], bool] = lambda *_: True
+        #: queue name -> max-length-bytes with reject-publish (in every vhost)
+        self.max_bytes: dict[str, int] = {}
+        self.refused: list[tuple[str, Message]] = []  # (vhost, message) refused by a cap
         self.published: list[tuple[str, Message]] = []  # (vhost, message), every publish
         self.acks: list[tuple[int, bool]] = []  # (delivery tag, multiple), every basic.ack
 
@@ -176,8 +182,12 @@ class FakeBroker:
         """Publish as some other client would."""
         self._route(self.vhosts[vhost], Message(exchange, routing_key, body, props))
 
+    def ready_bytes(self, vhost: str, name: str) -> int:
+        q = self.vhosts[vhost].queues.get(name)
+        return sum(len(m.body) for m in q.messages) if q else 0
+
     # -- routing and delivery -----------------------------------------------
-    def _route(self, vhost: Vhost, msg: Message) -> None:
+    def _targets(self, vhost: Vhost, msg: Message) -> list[str]:
         kind = vhost.exchanges.get(msg.exchange)
         if kind is None:
             raise KeyError(f"no exchange {msg.exchange!r} in vhost {vhost.name!r}")
@@ -189,7 +199,19 @@ class FakeBroker:
                 for q, key in vhost.bindings.get(msg.exchange, [])
                 if kind == "fanout" or key == msg.routing_key
             ]
-        for name in dict.fromkeys(targets):
+        return list(dict.fromkeys(targets))
+
+    def over_cap(self, vhost: Vhost, msg: Message) -> bool:
+        """Whether a queue the message goes to would pass its byte cap."""
+        for name in self._targets(vhost, msg):
+            cap = self.max_bytes.get(name)
+            if cap is not None and name in vhost.queues:
+                if self.ready_bytes(vhost.name, name) + len(msg.body) > cap:
+                    return True
+        return False
+
+    def _route(self, vhost: Vhost, msg: Message) -> None:
+        for name in self._targets(vhost, msg):
             queue = vhost.queues.get(name)
             if queue is not None:
                 queue.messages.append(Message(**vars(msg)))
@@ -478,6 +500,9 @@ class FakeChannel:
         msg = Message(exchange, routing_key, body, properties)
         self.broker.published.append((self.vhost.name, msg))
         ok = self.broker.confirm_rule(self, exchange, routing_key, body)
+        if ok and self.broker.over_cap(self.vhost, msg):
+            ok = False
+            self.broker.refused.append((self.vhost.name, msg))
         if ok:
             self.broker._route(self.vhost, msg)
         if self.on_confirm is not None:
