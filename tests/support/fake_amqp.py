@@ -205,9 +205,9 @@ class FakeBroker:
         """Whether a queue the message goes to would pass its byte cap."""
         for name in self._targets(vhost, msg):
             cap = self.max_bytes.get(name)
-            if cap is not None and name in vhost.queues:
-                if self.ready_bytes(vhost.name, name) + len(msg.body) > cap:
-                    return True
+            full = cap is not None and self.ready_bytes(vhost.name, name) + len(msg.body) > cap
+            if full and name in vhost.queues:
+                return True
         return False
 
     def _route(self, vhost: Vhost, msg: Message) -> None:
