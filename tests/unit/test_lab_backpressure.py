@@ -36,9 +36,12 @@ def refusing(times: int, sent: list[int]):
 
 
 def test_a_refused_message_is_sent_again_once_there_is_room():
-    clock, sent = Clock(), []
-    refused = publish_until_taken(refusing(4, sent), clock.sleep, 30.0, "m", clock)
+    clock, sent, told = Clock(), [], []
+    refused = publish_until_taken(
+        refusing(4, sent), clock.sleep, 30.0, "m", clock, lambda: told.append(clock.now)
+    )
     assert refused == 4
+    assert told == [0.0]  # the student hears once that it waits
     assert sent == [0, 0, 0, 0, 1]  # published exactly once in the end
     assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8])  # backing off
 

@@ -7,6 +7,7 @@ A :class:`Session` reopens it so that the next call works.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,11 +28,13 @@ def publish_until_taken(
     wait: float,
     what: str,
     clock: Callable[[], float] = time.monotonic,
+    on_refused: Callable[[], None] | None = None,
 ) -> int:
     """Call ``publish`` (a confirmed publish) until the broker takes it; a nack
     (a queue at its cap, ``overflow: reject-publish``) means wait and try again:
     0.1 s doubling to 2 s, for ``wait`` seconds in all, then :class:`QueueFull`
-    naming ``what``. Returns how many tries were refused."""
+    naming ``what``; ``on_refused`` runs at the first refusal. Returns how
+    many tries were refused."""
     deadline = clock() + wait
     delay, refused = 0.1, 0
     while True:
@@ -40,6 +43,8 @@ def publish_until_taken(
             return refused
         except px.NackError:
             refused += 1
+            if refused == 1 and on_refused is not None:
+                on_refused()
         left = deadline - clock()
         if left <= 0:
             raise QueueFull(
@@ -84,11 +89,21 @@ class Session:
         if not self.confirming:
             self.ch.confirm_delivery()
             self.confirming = True
+
+        def say() -> None:
+            print(
+                f"pimq: the broker refused {what}: a queue it goes to is at the room's cap; "
+                f"waiting up to {wait:g} s for room",
+                file=sys.stderr,
+                flush=True,
+            )
+
         return publish_until_taken(
             lambda: self.ch.basic_publish(exchange, routing_key, body, props),
             self.conn.sleep,
             wait,
             what,
+            on_refused=say,
         )
 
     def _reopen(self) -> None:
