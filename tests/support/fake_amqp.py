@@ -580,6 +580,8 @@ class InlinePool:
         self.busy = 0
         self.order: list[tuple[str, str, int]] = []
         self.batches: list[int] = []  # size of every batch submitted
+        self.caps: list[float] = []  # the consumer_timeout deadline of every batch
+        self.held: list[Any] = []  # tokens submitted and not done yet
 
     def start(self) -> None:
         pass
@@ -591,17 +593,31 @@ class InlinePool:
     def idle_count(self) -> int:
         return self.size - self.busy
 
-    def submit(self, tokens: list[Any], tasks: list[tuple], limit: float = 0.0) -> None:
+    def submit(
+        self,
+        tokens: list[Any],
+        tasks: list[tuple],
+        limit: float = 0.0,
+        cap: float = float("inf"),
+        cap_reason: str = "",
+    ) -> None:
         self.busy += 1
         self.batches.append(len(tasks))
+        self.caps.append(cap)
         self.order.extend((d.link.vhost, d.shard.job, d.shard.index) for d in tokens)
         outcomes = [self.execute(*t) for t in tasks]
+        self.held.extend(tokens)
 
         def done() -> None:
             self.busy -= 1
+            for t in tokens:
+                self.held.remove(t)
             self.on_results(tokens, outcomes)
 
         self.ioloop.call_later(self.seconds_per_shard * len(tasks), done)
+
+    def running(self) -> list[Any]:
+        return list(self.held)
 
     def expire(self, now: float | None = None) -> int:
         return 0  # each batch has run by the time it is submitted

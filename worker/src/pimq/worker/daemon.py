@@ -7,6 +7,13 @@ shards in a pool of forked processes.
   IOLoop) round-robin across vhosts, so students share the pool fairly.
   Quick shards travel in batches (:mod:`pimq.worker.pacing`).
 * On SIGTERM no new shard starts; running ones get ``drain_timeout`` seconds.
+* The broker's ``consumer_timeout`` (``cfg.consumer_timeout``) bounds how long
+  a delivery may stay unacked, counted from its arrival here: a shard runs at
+  most until :func:`ack_margin` before it; a delivery that waited so long in
+  the window that it could not get its time limit is given back unrun; and a
+  shard cut short by it (a consumer_timeout below the shard time limit) is
+  dead-lettered at once, with that reason, instead of being retried into the
+  same end.
 """
 
 from __future__ import annotations
@@ -24,11 +31,17 @@ from pimq.config import WorkerConfig
 from pimq.protocol.wire import MODULE_KIND
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import MAX_BATCH, Pace
-from pimq.worker.pool import ShardPool
+from pimq.worker.pool import BROKER_DEADLINE, ShardPool
 from pimq.worker.store import CodeStore
 from pimq.worker.vhost import Delivery, VhostLink
 
 log = logging.getLogger(__name__)
+
+
+def ack_margin(consumer_timeout: float) -> float:
+    """Seconds kept between a shard's end and the broker's consumer_timeout
+    (the result's publish and its confirm must fit in them): 5 %, 2 to 60 s."""
+    return min(60.0, max(2.0, 0.05 * consumer_timeout))
 
 
 class Worker:
@@ -105,7 +118,9 @@ class Worker:
                 link.in_ready = False
                 if not link.pending:
                     continue
-                batch.append(link.pending.popleft())
+                d = link.pending.popleft()
+                if self.still_in_time(d):
+                    batch.append(d)
                 if link.pending:
                     link.in_ready = True
                     ready.append(link)
@@ -113,7 +128,47 @@ class Worker:
                     break
             if batch:
                 limit = max(self.shard_limit(d) for d in batch)
-                pool.submit(batch, [self._task(d) for d in batch], limit)
+                cap, why = self.broker_cap(batch, limit)
+                pool.submit(batch, [self._task(d) for d in batch], limit, cap, why)
+
+    def _ack_left(self, d: Delivery) -> float:
+        """Seconds this delivery may still run before the broker's
+        consumer_timeout (less :func:`ack_margin`); inf without one."""
+        ct = float(self.cfg.consumer_timeout)
+        if not ct:
+            return float("inf")
+        return ct - ack_margin(ct) - (time.monotonic() - d.received)
+
+    def still_in_time(self, d: Delivery) -> bool:
+        """Whether ``d`` can still get its whole time limit before the broker's
+        consumer_timeout. If it waited in the window too long for that, it is
+        given back unrun (its redelivery starts a fresh timeout) and False."""
+        ct = float(self.cfg.consumer_timeout)
+        waited = time.monotonic() - d.received
+        if not ct or waited <= ack_margin(ct) or self._ack_left(d) >= self.shard_limit(d):
+            return True
+        log.warning(
+            "vhost %s: job %s shard %d/%d waited %.0f s here, too close to the broker's "
+            "consumer_timeout of %g s to run: given back",
+            d.link.vhost,
+            d.shard.job,
+            d.shard.index + 1,
+            d.shard.count,
+            waited,
+            ct,
+        )
+        d.link.settle(d.generation, [d.tag], False)
+        return False
+
+    def broker_cap(self, batch: list[Delivery], limit: float) -> tuple[float, str]:
+        """The batch's deadline from the broker's consumer_timeout, and the reason
+        a shard ended by it gets."""
+        cap = min(self._ack_left(d) for d in batch)
+        why = (
+            f"{BROKER_DEADLINE} of {self.cfg.consumer_timeout:g} s would pass (the shard ran "
+            f"{max(cap, 0):.0f} s; its time limit of {limit:g} s is longer): not retried"
+        )
+        return cap, why
 
     def shard_limit(self, d: Delivery) -> float:
         """The room's per-shard limit, or the student's if lower (``--shard-timeout``)."""

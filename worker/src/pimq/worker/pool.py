@@ -25,6 +25,9 @@ READ = 0x0001  # pika's select_connection READ event
 # Bodies this big cross the pipe as raw bytes after the pickled batch (no pickle
 # copy of a multi-megabyte shard); smaller ones travel inside it.
 RAW = 64 * 1024
+#: how the reason of a shard ended for the broker's consumer_timeout begins
+#: (it is dead-lettered at once: a retry would end the same way)
+BROKER_DEADLINE = "the broker's consumer_timeout"
 
 
 def _child_loop(conn: Connection) -> None:
@@ -63,6 +66,7 @@ class Child:
         self.token: Any = None
         self.deadline = float("inf")
         self.limit = 0.0
+        self.reason = ""
 
     @property
     def fd(self) -> int:
@@ -100,15 +104,27 @@ class ShardPool:
     def idle_count(self) -> int:
         return len(self.idle)
 
-    def submit(self, tokens: list[Any], tasks: list[tuple], limit: float = 0.0) -> None:
+    def submit(
+        self,
+        tokens: list[Any],
+        tasks: list[tuple],
+        limit: float = 0.0,
+        cap: float = float("inf"),
+        cap_reason: str = "",
+    ) -> None:
         """Run ``tasks`` (``execute``'s arguments, the body second) one after the
         other in an idle child; ``on_results`` gets the tokens with their
         outcomes, in order, once all have run. ``limit``: seconds per task
-        before :meth:`expire` ends the child (0: none)."""
+        before :meth:`expire` ends the child (0: none); ``cap``: seconds for
+        the whole batch, if sooner, ended with ``cap_reason``."""
         child = self.idle.pop()
         child.token = tokens
         child.limit = limit
-        child.deadline = time.monotonic() + limit * len(tasks) if limit else float("inf")
+        total = limit * len(tasks) if limit else float("inf")
+        child.reason = f"time limit {limit:g} s exceeded"
+        if cap < total:
+            total, child.reason = max(cap, 0.0), cap_reason
+        child.deadline = time.monotonic() + total
         raw = [t[1] for t in tasks if len(t[1]) >= RAW]
         batch = [(t[0], None, *t[2:]) if len(t[1]) >= RAW else t for t in tasks]
         try:
@@ -174,9 +190,13 @@ class ShardPool:
         now = time.monotonic() if now is None else now
         late = [c for c in self.children.values() if c.token and c.deadline <= now]
         for child in late:
-            log.warning("a shard ran past its time limit of %g s: ending it", child.limit)
-            self._end(child, f"time limit {child.limit:g} s exceeded")
+            log.warning("a shard ran past its deadline: ending it (%s)", child.reason)
+            self._end(child, child.reason)
         return len(late)
+
+    def running(self) -> list[Any]:
+        """The tokens of every shard running now."""
+        return [t for c in self.children.values() if c.token for t in c.token]
 
     def stop_where(self, wanted: Callable[[Any], bool], reason: str) -> int:
         """End every busy child running a token for which ``wanted`` holds

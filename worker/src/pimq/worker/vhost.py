@@ -35,6 +35,7 @@ from pimq.protocol.wire import (
 from pimq.worker import retry
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import Pace
+from pimq.worker.pool import BROKER_DEADLINE
 from pimq.worker.store import StoreError
 
 if TYPE_CHECKING:
@@ -49,6 +50,15 @@ MODULE_MEMORY = 1000  # module file names remembered per vhost
 CODE_WAIT = 30.0
 
 
+def is_ack_timeout(exc: BaseException) -> bool:
+    """Whether a channel was closed by the broker for its consumer_timeout
+    (``PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out``)."""
+    text = str(getattr(exc, "reply_text", "") or "")
+    return (
+        getattr(exc, "reply_code", 0) == 406 and "acknowledgement" in text and "timed out" in text
+    )
+
+
 @dataclass
 class Delivery:
     link: VhostLink
@@ -56,6 +66,8 @@ class Delivery:
     tag: int
     props: pika.BasicProperties
     shard: Shard
+    #: when it arrived here (monotonic): the broker's consumer_timeout counts from then
+    received: float = 0.0
 
 
 class VhostLink(Link):
@@ -93,6 +105,10 @@ class VhostLink(Link):
         #: digest -> file name of the modules announced (for the tracebacks)
         self.module_files: dict[str, str] = {}
         self.module_jobs: dict[str, None] = {}  # jobs of student modules seen here
+        #: (job, index, attempt) of shards held when the broker closed the channel
+        #: for its consumer_timeout: a redelivery of one is dead-lettered, not run
+        #: into the same end again
+        self.ack_timed_out: dict[tuple[str, int, int], None] = {}
 
     # -- connection life cycle -------------------------------------------
     def connect(self) -> None:
@@ -121,7 +137,25 @@ class VhostLink(Link):
     def on_channel_closed(self, exc: BaseException) -> None:
         if not self.worker.stopping:
             log.warning("vhost %s: channel closed: %s", self.vhost, exc)
+        if is_ack_timeout(exc):
+            self._remember_ack_timeout()
         super().on_channel_closed(exc)
+
+    def _remember_ack_timeout(self) -> None:
+        """The broker closed the channel for a delivery held past its
+        consumer_timeout (one the worker did not know of, or set lower by hand):
+        remember the shards it held, so their redeliveries end, not loop."""
+        held = [d for d in self.worker.pool.running() if d.link is self]
+        for d in held:
+            self.ack_timed_out[(d.shard.job, d.shard.index, d.shard.attempt)] = None
+        while len(self.ack_timed_out) > CANCEL_MEMORY:
+            del self.ack_timed_out[next(iter(self.ack_timed_out))]
+        log.warning(
+            "vhost %s: the broker's consumer_timeout closed the channel while %d shard(s) "
+            "ran; their redeliveries will be dead-lettered",
+            self.vhost,
+            len(held),
+        )
 
     def on_ready(self, channel: Any) -> None:
         if self.worker.stopping:
@@ -251,7 +285,15 @@ class VhostLink(Link):
         if shard.job in self.cancelled:
             self.settle(self.generation, [tag], True)
             return
-        delivery = Delivery(self, self.generation, tag, props, shard)
+        key = (shard.job, shard.index, shard.attempt)
+        if method.redelivered and key in self.ack_timed_out:
+            reason = (
+                "held past the broker's consumer_timeout (the channel was closed for it): "
+                "not run again"
+            )
+            retry.dead_letter(self, tag, props, body, reason, shard=shard)
+            return
+        delivery = Delivery(self, self.generation, tag, props, shard, time.monotonic())
         if shard.kind == MODULE_KIND:
             self._remember_module_job(shard.job)
             if not self.worker.store.has(self.vhost, shard.code):
@@ -370,6 +412,8 @@ class VhostLink(Link):
                 )
             elif shard.job in self.cancelled:
                 self.settle(d.generation, [d.tag], True)
+            elif not ok and tb.startswith(BROKER_DEADLINE):
+                retry.dead_letter(self, d.tag, d.props, shard.body, tb, shard=shard)
             elif ok:
                 self._adapt_prefetch(seconds, len(shard.body))
                 batches.setdefault((shard.job, shard.reply_to), []).append((d, seconds, entry))
