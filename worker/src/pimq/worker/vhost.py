@@ -48,6 +48,9 @@ MODULE_MEMORY = 1000  # module file names remembered per vhost
 #: a shard whose module has not been announced within this many seconds is
 #: dead-lettered (its controller is gone: it re-announces every 5 s)
 CODE_WAIT = 30.0
+#: publishes of one batch of results the broker may refuse before its shards
+#: are dead-lettered (0.5 s, 1 s, 2 s, 4 s apart)
+RESULT_TRIES = 5
 
 
 def is_ack_timeout(exc: BaseException) -> bool:
@@ -420,19 +423,43 @@ class VhostLink(Link):
             else:
                 self._adapt_prefetch(seconds, len(shard.body))
                 retry.retry_or_dead_letter(self, d.tag, d.generation, d.props, shard, tb)
-        generation = self.generation
         for (job, reply_to), batch in batches.items():
             if self.worker.log_shards:
                 self._log_batch(batch)
             body = encode_results(job, self.worker_name, [entry for _d, _s, entry in batch])
-            tags = [d.tag for d, _s, _e in batch]
-            self.publish(
-                topology.RESULTS,
-                reply_to,
-                body,
-                topology.RESULT_PROPS,
-                lambda confirmed, tags=tags: self.settle(generation, tags, confirmed),
-            )
+            self._publish_results(self.generation, reply_to, body, [d for d, _s, _e in batch], 0)
+
+    def _publish_results(
+        self, generation: int, reply_to: str, body: bytes, batch: list[Delivery], tries: int
+    ) -> None:
+        """Publish a batch of results; the shards are acked once it is confirmed.
+        A refusal (the job's result queue at the room's cap) is tried again
+        after a back-off, :data:`RESULT_TRIES` times in all; then the shards are
+        dead-lettered with the reason: running them again would only make the
+        same refused result (a requeue would loop)."""
+        if generation != self.generation or self.channel is None:
+            return  # the connection went: the broker redelivers them
+
+        def confirmed(ok: bool) -> None:
+            if ok:
+                self.settle(generation, [d.tag for d in batch], True)
+            elif tries + 1 < RESULT_TRIES:
+                delay = 0.5 * 2**tries
+                self.worker.ioloop.call_later(
+                    delay,
+                    lambda: self._publish_results(generation, reply_to, body, batch, tries + 1),
+                )
+            elif generation == self.generation:
+                reason = (
+                    f"its result ({len(body)} bytes) was refused {RESULT_TRIES} times: the "
+                    "job's result queue is at the room's cap (a result larger than the cap "
+                    "never fits)"
+                )
+                for d in batch:
+                    retry.dead_letter(self, d.tag, d.props, d.shard.body, reason, shard=d.shard)
+
+        if not self.publish(topology.RESULTS, reply_to, body, topology.RESULT_PROPS, confirmed):
+            return
 
     def _log_batch(self, batch: list[tuple[Delivery, float, bytes]]) -> None:
         shard = batch[0][0].shard
