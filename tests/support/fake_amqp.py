@@ -582,6 +582,9 @@ class InlinePool:
         self.batches: list[int] = []  # size of every batch submitted
         self.caps: list[float] = []  # the consumer_timeout deadline of every batch
         self.held: list[Any] = []  # tokens submitted and not done yet
+        self.batches_running: list[list[Any]] = []  # [tokens, timer, started]
+        #: (vhost, job, index) of every shard preempted (given back unfinished)
+        self.preempted: list[tuple[str, str, int]] = []
 
     def start(self) -> None:
         pass
@@ -605,19 +608,50 @@ class InlinePool:
         self.batches.append(len(tasks))
         self.caps.append(cap)
         self.order.extend((d.link.vhost, d.shard.job, d.shard.index) for d in tokens)
-        outcomes = [self.execute(*t) for t in tasks]
+        # each outcome takes its virtual time (what the worker's fair share counts)
+        outcomes = [(o[0], self.seconds_for(t), *o[2:]) for t, o in self._runs(tasks)]
         self.held.extend(tokens)
+        record: list[Any] = [tokens, None, self.ioloop.now]
 
         def done() -> None:
             self.busy -= 1
+            self.batches_running.remove(record)
             for t in tokens:
                 self.held.remove(t)
             self.on_results(tokens, outcomes)
 
-        self.ioloop.call_later(self.seconds_per_shard * len(tasks), done)
+        seconds = sum(self.seconds_for(t) for t in tasks)
+        record[1] = self.ioloop.call_later(seconds, done)
+        self.batches_running.append(record)
+
+    def _runs(self, tasks: list[tuple]) -> list[tuple[tuple, Any]]:
+        return [(t, self.execute(*t)) for t in tasks]
+
+    def seconds_for(self, task: tuple) -> float:
+        """Virtual seconds a task takes: ``seconds_per_shard``, or for the
+        ``nap`` kind one per byte of its body (it returns at once)."""
+        if task[0] == "nap":
+            return float(len(task[1]))
+        return self.seconds_per_shard
 
     def running(self) -> list[Any]:
         return list(self.held)
+
+    def running_batches(self) -> list[list[Any]]:
+        return [list(r[0]) for r in self.batches_running]
+
+    def preempt(self, wanted: Callable[[Any], bool]) -> list[Any]:
+        hit = [r for r in self.batches_running if all(map(wanted, r[0]))]
+        if not hit:
+            return []
+        record = max(hit, key=lambda r: r[2])
+        self.ioloop.remove_timeout(record[1])
+        self.batches_running.remove(record)
+        self.busy -= 1
+        for t in record[0]:
+            self.held.remove(t)
+        self.preempted.extend((d.link.vhost, d.shard.job, d.shard.index) for d in record[0])
+        return list(record[0])
 
     def expire(self, now: float | None = None) -> int:
         return 0  # each batch has run by the time it is submitted
@@ -643,6 +677,9 @@ KINDS = {
     "size": "def split(a, p, n): return [b'']\n"
     "def run(body, params): return len(body)\n"
     "def join(r, p): return sum(r)\n",
+    "nap": "def split(a, p, n): return [b'x']\n"
+    "def run(body, params): return len(body)\n"
+    "def join(r, p): return sum(r)\n",
     "square": "def split(a, p, n): return [str(i).encode() for i in range(n)]\n"
     "def run(body, params): return int(body) ** 2\n"
     "def join(r, p): return sum(r)\n",
@@ -653,7 +690,8 @@ KINDS = {
 class Room:
     """A broker with vhosts s1 and s2 (students stud1/pw1, stud2/pw2, and the
     worker user), the one IOLoop, and job kinds ``boom`` (raises), ``size``
-    (body -> its length) and ``square`` (body ``n`` -> n*n) in a jobs folder."""
+    (body -> its length), ``nap`` (the same, taking a virtual second per byte
+    in :class:`InlinePool`) and ``square`` (body ``n`` -> n*n) in a jobs folder."""
 
     broker: FakeBroker
     loop: FakeIOLoop

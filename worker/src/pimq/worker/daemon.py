@@ -57,6 +57,7 @@ class Worker:
         self.pool = ShardPool(self.pool_size, self.ioloop, self._done)
         self.store = CodeStore(cfg.store)
         self.ready: deque[VhostLink] = deque()
+        self.served = 0  # counts the vhosts picked (VhostLink.served: when last)
         self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
         self.stopping = False
         self.signalled = 0
@@ -100,19 +101,33 @@ class Worker:
         self.fill()
 
     def fill(self) -> None:
-        """Hand waiting shards to idle pool processes, round-robin over vhosts.
+        """Hand waiting shards to idle pool processes, fairly across vhosts.
 
+        The next process goes to the vhost with the fewest running now (among
+        equals, the one that used the pool least lately: :meth:`VhostLink.usage`),
+        and never to one that would then hold every process while another
+        vhost has shards waiting; when one vhost does hold every process and
+        another's shard arrives, one of its shards is preempted
+        (:meth:`_preempt_for_waiting`). A lone vhost gets the whole pool.
         Quick shards (:attr:`pimq.worker.pacing.Pace.quick`) travel in batches when
         many wait, to spread the per-message cost of the pipe and the broker.
         """
         pool, ready = self.pool, self.ready
         while ready and pool.has_idle() and not self.stopping:
+            for link in [link for link in ready if not link.pending]:
+                ready.remove(link)
+                link.in_ready = False
+            first = self._pick()
+            if first is None:
+                break
             waiting = sum(len(link.pending) for link in ready)
             limit = max(1, min(MAX_BATCH, waiting // pool.idle_count))
             batch: list[Delivery] = []
+            ready.remove(first)
+            ready.appendleft(first)  # taken first, then in turn as before
             while ready and len(batch) < limit:
                 link = ready[0]
-                if batch and not link.pace.quick:
+                if batch and not (link.pace.quick and first.pace.quick):
                     break
                 ready.popleft()
                 link.in_ready = False
@@ -130,6 +145,70 @@ class Worker:
                 limit = max(self.shard_limit(d) for d in batch)
                 cap, why = self.broker_cap(batch, limit)
                 pool.submit(batch, [self._task(d) for d in batch], limit, cap, why)
+        self._preempt_for_waiting()
+
+    def _busy(self) -> dict[VhostLink, int]:
+        """Pool processes running shards of each vhost now."""
+        busy: dict[VhostLink, int] = {}
+        for tokens in self.pool.running_batches():
+            for link in {d.link for d in tokens}:
+                busy[link] = busy.get(link, 0) + 1
+        return busy
+
+    def _pick(self) -> VhostLink | None:
+        """The waiting vhost to serve next: the fewest processes running; among
+        equals the least pool time used lately, then the one served least
+        recently; not one that would hold them all while another vhost waits."""
+        busy = self._busy()
+        now = time.monotonic()
+        waiting = [link for link in self.ready if link.pending]
+        best: VhostLink | None = None
+        best_key: tuple[int, float, int] = (0, 0.0, 0)
+        for link in waiting:
+            held = busy.get(link, 0)
+            others_wait = any(other is not link for other in waiting)
+            if others_wait and self.pool_size > 1 and held + 1 >= self.pool_size:
+                continue  # it would hold every process while another waits
+            key = (held, link.usage(now), link.served)
+            if best is None or key < best_key:
+                best, best_key = link, key
+        if best is not None:
+            self.served += 1
+            best.served = self.served
+        return best
+
+    def _preempt_for_waiting(self) -> None:
+        """One vhost holds every process and another's shard waits: give back the
+        hog's most recently started shard (it goes back to pimq.tasks at once and
+        runs again later, not counted as an attempt), so the waiting one starts.
+        Not with a single process: two vhosts would take it from each other."""
+        pool = self.pool
+        if self.stopping or self.pool_size < 2 or pool.has_idle():
+            return
+        busy = self._busy()
+        if len(busy) != 1:
+            return
+        (hog,) = busy
+        if busy[hog] < self.pool_size or not any(
+            link is not hog and link.pending for link in self.ready
+        ):
+            return
+        tokens = pool.preempt(lambda d: d.link is hog)
+        if not tokens:
+            return
+        shard = tokens[0].shard
+        log.info(
+            "vhost %s held all %d processes while another vhost waited: job %s shard %d/%d "
+            "given back to run later",
+            hog.vhost,
+            self.pool_size,
+            shard.job,
+            shard.index + 1,
+            shard.count,
+        )
+        for d in tokens:
+            d.link.settle(d.generation, [d.tag], False)
+        self.fill()
 
     def _ack_left(self, d: Delivery) -> float:
         """Seconds this delivery may still run before the broker's
@@ -197,8 +276,10 @@ class Worker:
 
     def _done(self, batch: list[Delivery], outcomes: list[ShardOutcome]) -> None:
         by_link: dict[VhostLink, list[tuple[Delivery, ShardOutcome]]] = {}
+        now = time.monotonic()
         for d, outcome in zip(batch, outcomes, strict=True):
             by_link.setdefault(d.link, []).append((d, outcome))
+            d.link.used(outcome[1], now)
         for link, done in by_link.items():
             link.finish(done)
         self.fill()

@@ -67,6 +67,7 @@ class Child:
         self.deadline = float("inf")
         self.limit = 0.0
         self.reason = ""
+        self.started = 0.0
 
     @property
     def fd(self) -> int:
@@ -124,7 +125,8 @@ class ShardPool:
         child.reason = f"time limit {limit:g} s exceeded"
         if cap < total:
             total, child.reason = max(cap, 0.0), cap_reason
-        child.deadline = time.monotonic() + total
+        child.started = time.monotonic()
+        child.deadline = child.started + total
         raw = [t[1] for t in tasks if len(t[1]) >= RAW]
         batch = [(t[0], None, *t[2:]) if len(t[1]) >= RAW else t for t in tasks]
         try:
@@ -193,6 +195,24 @@ class ShardPool:
             log.warning("a shard ran past its deadline: ending it (%s)", child.reason)
             self._end(child, child.reason)
         return len(late)
+
+    def running_batches(self) -> list[list[Any]]:
+        """The tokens of every busy child, a list per child."""
+        return [list(c.token) for c in self.children.values() if c.token]
+
+    def preempt(self, wanted: Callable[[Any], bool]) -> list[Any]:
+        """End the most recently started busy child whose every token ``wanted``
+        holds, without reporting it (the caller gives its shards back); a new
+        child takes its place. Its tokens, or [] if none is such."""
+        hit = [c for c in self.children.values() if c.token and all(map(wanted, c.token))]
+        if not hit:
+            return []
+        child = max(hit, key=lambda c: c.started)
+        tokens = list(child.token)
+        child.token = None
+        self._reap(child, kill=True)
+        self._spawn()
+        return tokens
 
     def running(self) -> list[Any]:
         """The tokens of every shard running now."""

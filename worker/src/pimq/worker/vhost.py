@@ -48,6 +48,8 @@ MODULE_MEMORY = 1000  # module file names remembered per vhost
 #: a shard whose module has not been announced within this many seconds is
 #: dead-lettered (its controller is gone: it re-announces every 5 s)
 CODE_WAIT = 30.0
+#: half-life of a vhost's recent pool use, in seconds (VhostLink.usage)
+USAGE_HALF_LIFE = 120.0
 #: publishes of one batch of results the broker may refuse before its shards
 #: are dead-lettered (0.5 s, 1 s, 2 s, 4 s apart)
 RESULT_TRIES = 5
@@ -89,6 +91,9 @@ class VhostLink(Link):
         self.vhost = vhost
         self.pending: deque[Delivery] = deque()
         self.in_ready = False
+        self.served = 0  # when the scheduler last picked this vhost (Worker.served)
+        self._usage = 0.0  # pool seconds used, decayed (see usage())
+        self._usage_at = 0.0
         self.acks = amqp.Acks()
         self.flush_due = False
         # Jittered by pid so that a room's workers do not all come back at once.
@@ -112,6 +117,17 @@ class VhostLink(Link):
         #: for its consumer_timeout: a redelivery of one is dead-lettered, not run
         #: into the same end again
         self.ack_timed_out: dict[tuple[str, int, int], None] = {}
+
+    # -- fair share ------------------------------------------------------
+    def usage(self, now: float) -> float:
+        """Pool seconds this vhost's shards used here lately (halved every
+        :data:`USAGE_HALF_LIFE` s): who goes first among vhosts with as many
+        processes running."""
+        return self._usage * 0.5 ** (max(0.0, now - self._usage_at) / USAGE_HALF_LIFE)
+
+    def used(self, seconds: float, now: float) -> None:
+        self._usage = self.usage(now) + max(0.0, seconds)
+        self._usage_at = now
 
     # -- connection life cycle -------------------------------------------
     def connect(self) -> None:
