@@ -203,3 +203,19 @@ def test_a_new_window_is_a_new_consumer_that_starts_once_what_is_held_fits(room)
     assert windows[0] == 2 and max(windows) > 2, windows  # it grew...
     assert windows[-1] < max(windows), windows  # ...and shrank for the big shards
     assert all(held == 0 for _prefetch, held in channel.consumed), channel.consumed
+
+
+def test_a_dead_letter_refused_by_a_full_pimq_dead_is_kept_and_not_sent_round_at_once(room):
+    from pimq.worker.retry import REFUSED_BACKOFF
+
+    room.broker.declare("s1", topology.DEAD, topology.DEAD, "")
+    room.broker.max_bytes[topology.DEAD] = 0  # pimq.dead at its cap: refuses everything
+    worker = start_worker(room, ("s1",))
+    room.broker.put("s1", topology.TASKS, topology.TASKS, b"junk", None)  # no shard
+    room.loop.run(lambda: False, seconds=10 * REFUSED_BACKOFF + 1)
+    tries = [m for v, m in room.broker.refused if m.exchange == topology.DEAD]
+    # given back and dead-lettered again every REFUSED_BACKOFF s, not in a tight loop
+    assert 5 <= len(tries) <= 11, len(tries)
+    held = sum(len(ch.unacked) for ch in room.broker.channels(WORKER[0], "s1"))
+    assert room.broker.depth("s1", topology.TASKS) + held == 1  # kept, not lost
+    assert worker.pool.busy == 0
