@@ -3,6 +3,7 @@ another user can read."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shlex
 import stat
@@ -47,6 +48,7 @@ def test_worker_config_is_root_pimq_0640(converged, room, creds):
             "store": "/var/lib/pimq/store",
             "sandbox_socket": "/run/pimq-sandbox/sandbox.sock",
             "shard_timeout": 600,
+            "consumer_timeout": 1800,
         }
 
 
@@ -61,6 +63,9 @@ def test_credentials_folder_is_private(converged):
     handout = (base / "handout.csv.txt").read_text().splitlines()
     assert handout[0] == "name,full_name,vhost,user,password,head_host,port"
     assert len(handout) == 1 + len(nodes.load_room().students)
+    # students connect over AMQPS: the plaintext port is loopback-only
+    ports = {next(csv.reader([line]))[-1] for line in handout[1:]}
+    assert ports == {"5671"}, ports
 
 
 def test_no_password_in_ps_during_a_whole_converge(converged, creds):

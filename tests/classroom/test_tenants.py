@@ -31,4 +31,14 @@ def test_every_broker_has_every_tenant(converged, room):
             assert perms[(s, s)] == (".*", ".*", ".*")
             assert perms[("pimq-worker", s)] == (r"^pimq\.",) * 3
             assert limits[s] == {"max-connections": 64, "max-queues": 64}
+            caps = {p["name"]: p for p in d["policies"] if p["vhost"] == s}
+            assert set(caps) == {"pimq-caps", "pimq-caps-data"}, (node, s)
+            assert caps["pimq-caps"]["pattern"] == ".*"
+            assert caps["pimq-caps"]["definition"] == {
+                "max-length-bytes": 1048576,
+                "max-length": 1000,
+                "overflow": "reject-publish",
+            }
+            assert caps["pimq-caps-data"]["definition"]["max-length-bytes"] == 33554432
+            assert caps["pimq-caps-data"]["priority"] == 101
         assert "administrator" in users["pimq-admin"]["tags"]

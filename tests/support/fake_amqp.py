@@ -15,6 +15,9 @@ denied), manual and automatic acks,
 ``multiple`` acks and nacks with requeue (a requeued message goes back to the
 head of its queue, marked redelivered), publisher confirms, and a channel or
 connection that closes: its unacked messages go back to their queues.
+Queue caps as the room's policies set them (:attr:`FakeBroker.max_bytes`):
+``max-length-bytes`` over the ready messages with ``overflow: reject-publish``,
+a publish that would go over is nacked and not routed.
 
 Time is virtual: :class:`FakeIOLoop` runs callbacks in the order of their due
 times without sleeping, so a test of a 30 s back-off takes microseconds.
@@ -143,6 +146,9 @@ class FakeBroker:
         #: refused (nacked) message is not routed. A rule may also break things
         #: (close the channel, drop the connection) to test what follows.
         self.confirm_rule: Callable[[FakeChannel, str, str, bytes], bool] = lambda *_: True
+        #: queue name -> max-length-bytes with reject-publish (in every vhost)
+        self.max_bytes: dict[str, int] = {}
+        self.refused: list[tuple[str, Message]] = []  # (vhost, message) refused by a cap
         self.published: list[tuple[str, Message]] = []  # (vhost, message), every publish
         self.acks: list[tuple[int, bool]] = []  # (delivery tag, multiple), every basic.ack
 
@@ -176,8 +182,12 @@ class FakeBroker:
         """Publish as some other client would."""
         self._route(self.vhosts[vhost], Message(exchange, routing_key, body, props))
 
+    def ready_bytes(self, vhost: str, name: str) -> int:
+        q = self.vhosts[vhost].queues.get(name)
+        return sum(len(m.body) for m in q.messages) if q else 0
+
     # -- routing and delivery -----------------------------------------------
-    def _route(self, vhost: Vhost, msg: Message) -> None:
+    def _targets(self, vhost: Vhost, msg: Message) -> list[str]:
         kind = vhost.exchanges.get(msg.exchange)
         if kind is None:
             raise KeyError(f"no exchange {msg.exchange!r} in vhost {vhost.name!r}")
@@ -189,7 +199,19 @@ class FakeBroker:
                 for q, key in vhost.bindings.get(msg.exchange, [])
                 if kind == "fanout" or key == msg.routing_key
             ]
-        for name in dict.fromkeys(targets):
+        return list(dict.fromkeys(targets))
+
+    def over_cap(self, vhost: Vhost, msg: Message) -> bool:
+        """Whether a queue the message goes to would pass its byte cap."""
+        for name in self._targets(vhost, msg):
+            cap = self.max_bytes.get(name)
+            full = cap is not None and self.ready_bytes(vhost.name, name) + len(msg.body) > cap
+            if full and name in vhost.queues:
+                return True
+        return False
+
+    def _route(self, vhost: Vhost, msg: Message) -> None:
+        for name in self._targets(vhost, msg):
             queue = vhost.queues.get(name)
             if queue is not None:
                 queue.messages.append(Message(**vars(msg)))
@@ -478,6 +500,9 @@ class FakeChannel:
         msg = Message(exchange, routing_key, body, properties)
         self.broker.published.append((self.vhost.name, msg))
         ok = self.broker.confirm_rule(self, exchange, routing_key, body)
+        if ok and self.broker.over_cap(self.vhost, msg):
+            ok = False
+            self.broker.refused.append((self.vhost.name, msg))
         if ok:
             self.broker._route(self.vhost, msg)
         if self.on_confirm is not None:
@@ -555,6 +580,11 @@ class InlinePool:
         self.busy = 0
         self.order: list[tuple[str, str, int]] = []
         self.batches: list[int] = []  # size of every batch submitted
+        self.caps: list[float] = []  # the consumer_timeout deadline of every batch
+        self.held: list[Any] = []  # tokens submitted and not done yet
+        self.batches_running: list[list[Any]] = []  # [tokens, timer, started]
+        #: (vhost, job, index) of every shard preempted (given back unfinished)
+        self.preempted: list[tuple[str, str, int]] = []
 
     def start(self) -> None:
         pass
@@ -566,17 +596,62 @@ class InlinePool:
     def idle_count(self) -> int:
         return self.size - self.busy
 
-    def submit(self, tokens: list[Any], tasks: list[tuple], limit: float = 0.0) -> None:
+    def submit(
+        self,
+        tokens: list[Any],
+        tasks: list[tuple],
+        limit: float = 0.0,
+        cap: float = float("inf"),
+        cap_reason: str = "",
+    ) -> None:
         self.busy += 1
         self.batches.append(len(tasks))
+        self.caps.append(cap)
         self.order.extend((d.link.vhost, d.shard.job, d.shard.index) for d in tokens)
-        outcomes = [self.execute(*t) for t in tasks]
+        # each outcome takes its virtual time (what the worker's fair share counts)
+        outcomes = [(o[0], self.seconds_for(t), *o[2:]) for t, o in self._runs(tasks)]
+        self.held.extend(tokens)
+        record: list[Any] = [tokens, None, self.ioloop.now]
 
         def done() -> None:
             self.busy -= 1
+            self.batches_running.remove(record)
+            for t in tokens:
+                self.held.remove(t)
             self.on_results(tokens, outcomes)
 
-        self.ioloop.call_later(self.seconds_per_shard * len(tasks), done)
+        seconds = sum(self.seconds_for(t) for t in tasks)
+        record[1] = self.ioloop.call_later(seconds, done)
+        self.batches_running.append(record)
+
+    def _runs(self, tasks: list[tuple]) -> list[tuple[tuple, Any]]:
+        return [(t, self.execute(*t)) for t in tasks]
+
+    def seconds_for(self, task: tuple) -> float:
+        """Virtual seconds a task takes: ``seconds_per_shard``, or for the
+        ``nap`` kind one per byte of its body (it returns at once)."""
+        if task[0] == "nap":
+            return float(len(task[1]))
+        return self.seconds_per_shard
+
+    def running(self) -> list[Any]:
+        return list(self.held)
+
+    def running_batches(self) -> list[list[Any]]:
+        return [list(r[0]) for r in self.batches_running]
+
+    def preempt(self, wanted: Callable[[Any], bool]) -> list[Any]:
+        hit = [r for r in self.batches_running if all(map(wanted, r[0]))]
+        if not hit:
+            return []
+        record = max(hit, key=lambda r: r[2])
+        self.ioloop.remove_timeout(record[1])
+        self.batches_running.remove(record)
+        self.busy -= 1
+        for t in record[0]:
+            self.held.remove(t)
+        self.preempted.extend((d.link.vhost, d.shard.job, d.shard.index) for d in record[0])
+        return list(record[0])
 
     def expire(self, now: float | None = None) -> int:
         return 0  # each batch has run by the time it is submitted
@@ -602,6 +677,9 @@ KINDS = {
     "size": "def split(a, p, n): return [b'']\n"
     "def run(body, params): return len(body)\n"
     "def join(r, p): return sum(r)\n",
+    "nap": "def split(a, p, n): return [b'x']\n"
+    "def run(body, params): return len(body)\n"
+    "def join(r, p): return sum(r)\n",
     "square": "def split(a, p, n): return [str(i).encode() for i in range(n)]\n"
     "def run(body, params): return int(body) ** 2\n"
     "def join(r, p): return sum(r)\n",
@@ -612,7 +690,8 @@ KINDS = {
 class Room:
     """A broker with vhosts s1 and s2 (students stud1/pw1, stud2/pw2, and the
     worker user), the one IOLoop, and job kinds ``boom`` (raises), ``size``
-    (body -> its length) and ``square`` (body ``n`` -> n*n) in a jobs folder."""
+    (body -> its length), ``nap`` (the same, taking a virtual second per byte
+    in :class:`InlinePool`) and ``square`` (body ``n`` -> n*n) in a jobs folder."""
 
     broker: FakeBroker
     loop: FakeIOLoop

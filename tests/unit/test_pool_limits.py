@@ -77,3 +77,23 @@ def test_the_running_shards_of_a_stopped_job_are_ended():
         ("job-a", "job cancelled"),
         ("job-b", "job done"),
     ]
+
+
+def test_a_batch_cut_short_by_the_brokers_deadline_ends_with_that_reason():
+    why = "the broker's consumer_timeout of 20 s would pass"
+
+    def action(pool, loop):
+        pool.submit(["slow"], [SLEEP_30], limit=600, cap=0.5, cap_reason=why)
+        pool.submit(["quick"], [QUICK], limit=600, cap=0.5, cap_reason=why)
+        assert sorted(map(tuple, pool.running())) == [tuple("quick"), tuple("slow")]
+
+        def tick():
+            pool.expire()
+            loop.call_later(0.1, tick)
+
+        tick()
+
+    got, _pids = run_pool(action)
+    outcomes = dict(got)
+    assert outcomes["quick"][0] is True  # done before the deadline: untouched
+    assert outcomes["slow"][0] is False and outcomes["slow"][3] == why

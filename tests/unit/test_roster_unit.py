@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,35 @@ def test_tenant_state():
     ]
     assert [p["vhost"] for p in users["pimq-worker"]["permissions"]] == ["a", "c"]
     assert {p["read"] for p in users["pimq-worker"]["permissions"]} == {r"^pimq\."}
+
+
+def test_tenant_state_caps_every_queue_with_admin_policies():
+    caps = {
+        "queue_bytes": "2048",
+        "queue_length": "10",
+        "data_bytes": "65536",
+        "data_length": "0",
+        "priority": "100",
+    }
+    state = roster.tenant_state(
+        [{"name": "a"}, {"name": "b", "state": "absent"}], {"a": "pa"}, "w", "pw", caps=caps
+    )
+    by_name = {p["name"]: p for p in state["policies"]}
+    assert {p["vhost"] for p in state["policies"]} == {"a"}  # none for an absent student
+    every, data = by_name["pimq-caps"], by_name["pimq-caps-data"]
+    assert every["pattern"] == ".*" and every["apply_to"] == "queues"
+    assert every["definition"] == {
+        "overflow": "reject-publish",
+        "max-length-bytes": 2048,
+        "max-length": 10,
+    }
+    # pimq.tasks and pimq.dead carry whole shards: their own, larger cap wins
+    assert re.fullmatch(data["pattern"], "pimq.tasks")
+    assert re.fullmatch(data["pattern"], "pimq.dead")
+    assert not re.fullmatch(data["pattern"], "pimq.tasks2")
+    assert data["priority"] == every["priority"] + 1 == 101
+    assert data["definition"] == {"overflow": "reject-publish", "max-length-bytes": 65536}
+    assert roster.tenant_state([{"name": "a"}], {"a": "pa"}, "w", "pw")["policies"] == []
 
 
 def test_password_terms_end_in_txt():

@@ -190,12 +190,15 @@ def tenant_state(
     tags: Iterable[str] | None = ("management",),
     max_connections: int | None = None,
     max_queues: int | None = None,
+    caps: Mapping[str, Any] | None = None,
 ) -> dict[str, list]:
     """Desired broker state for ``pimq_rabbitmq`` from the (unnormalised) roster.
 
     Per present student: vhost ``<name>`` (with limits), user ``<name>`` with
     every right on that vhost only; the worker user with ``^pimq\\.`` rights on
-    every present vhost. Absent students: vhost and user removed.
+    every present vhost; with ``caps``, the byte and length caps of every
+    queue as admin-owned policies (:func:`cap_policies`). Absent students:
+    vhost and user removed.
     """
     present = [s["name"] for s in roster(students, "present")]
     absent = [s["name"] for s in roster(students, "absent")]
@@ -223,10 +226,54 @@ def tenant_state(
     )
     return {
         "vhosts": [{"name": name, "limits": limits} for name in present],
+        "policies": [p for name in present for p in cap_policies(name, caps)],
         "users": users,
         "vhosts_absent": absent,
         "users_absent": absent,
     }
+
+
+#: pimq's own data queues, which carry whole shards (and dead-lettered ones)
+DATA_QUEUES = r"^pimq\.(tasks|dead)$"
+
+
+def cap_policies(vhost: str, caps: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The policies that bound one vhost's queues: every queue at most
+    ``queue_bytes`` bytes and ``queue_length`` messages, pimq.tasks and
+    pimq.dead at most ``data_bytes`` and ``data_length``; a publish that would
+    exceed them is refused (``reject-publish``: a nack, which pimq's clients
+    take as back-pressure). Regular policies owned by the admin (students have
+    no policy rights; RabbitMQ 3.10's operator policies refuse ``overflow``),
+    at ``priority`` and ``priority`` + 1. No caps: no policies."""
+    if not caps:
+        return []
+    priority = int(caps.get("priority", 100))
+
+    def policy(name: str, pattern: str, prio: int, size: Any, length: Any) -> dict[str, Any]:
+        definition: dict[str, Any] = {"overflow": "reject-publish"}
+        if int(size or 0):
+            definition["max-length-bytes"] = int(size)
+        if int(length or 0):
+            definition["max-length"] = int(length)
+        return {
+            "vhost": vhost,
+            "name": name,
+            "pattern": pattern,
+            "apply_to": "queues",
+            "priority": prio,
+            "definition": definition,
+        }
+
+    return [
+        policy("pimq-caps", ".*", priority, caps.get("queue_bytes"), caps.get("queue_length")),
+        policy(
+            "pimq-caps-data",
+            DATA_QUEUES,
+            priority + 1,
+            caps.get("data_bytes"),
+            caps.get("data_length"),
+        ),
+    ]
 
 
 def queue_line(queue: Mapping[str, Any]) -> str:
@@ -250,4 +297,5 @@ class FilterModule:
             "pimq_owner_errors": owner_errors,
             "pimq_tenant_state": tenant_state,
             "pimq_queue_line": queue_line,
+            "pimq_cap_policies": cap_policies,
         }

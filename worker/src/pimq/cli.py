@@ -16,6 +16,7 @@ from pimq.config import (
     student_config_path,
 )
 from pimq.errors import PimqError
+from pimq.protocol.session import LAB_QUEUE_WAIT
 
 EPILOG = """exit codes: 0 success, 1 job failed, 2 usage/input/config error,
 3 broker unreachable or credentials refused, 4 --timeout elapsed, 130 interrupted"""
@@ -87,7 +88,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import send
 
-    return send(_student(args), args.queue, args.message, args.durable, args.heartbeat)
+    return send(
+        _student(args), args.queue, args.message, args.durable, args.heartbeat, args.queue_wait
+    )
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
@@ -102,7 +105,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from pimq.lab.verbs import publish
 
     return publish(
-        _student(args), args.exchange, args.message, args.routing_key, args.type, args.heartbeat
+        _student(args),
+        args.exchange,
+        args.message,
+        args.routing_key,
+        args.type,
+        args.heartbeat,
+        args.queue_wait,
     )
 
 
@@ -138,7 +147,9 @@ def cmd_rpc(args: argparse.Namespace) -> int:
     if not args.requests:
         raise PimqError("pimq rpc call needs at least one REQUEST")
     timeout = 30.0 if args.timeout is None else args.timeout
-    return rpc_call(_student(args), args.queue, args.requests, timeout, args.heartbeat)
+    return rpc_call(
+        _student(args), args.queue, args.requests, timeout, args.heartbeat, args.queue_wait
+    )
 
 
 def cmd_lab_worker(args: argparse.Namespace) -> int:
@@ -199,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fanout", "direct", "topic"],
         help="type of a new exchange (default: topic with a routing key, else fanout)",
     )
+    publishing = argparse.ArgumentParser(add_help=False)
+    publishing.add_argument(
+        "--queue-wait",
+        type=float,
+        default=LAB_QUEUE_WAIT,
+        metavar="S",
+        help="when the broker refuses the message (a queue at the room's cap), "
+        f"try again for up to S seconds ({LAB_QUEUE_WAIT:g})",
+    )
     limits = argparse.ArgumentParser(add_help=False)
     limits.add_argument("--count", type=int, help="stop after this many messages")
     limits.add_argument("--timeout", type=float, help="stop after this many idle seconds")
@@ -258,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copies", type=int, default=1, metavar="N", help="write it N times over (1)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("send", parents=[student, durability], help="send MESSAGE to QUEUE")
+    p = sub.add_parser(
+        "send", parents=[student, durability, publishing], help="send MESSAGE to QUEUE"
+    )
     p.add_argument("queue")
     p.add_argument("message")
     p.set_defaults(func=cmd_send)
@@ -270,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_receive)
 
     p = sub.add_parser(
-        "publish", parents=[student, exchange_type], help="publish MESSAGE to EXCHANGE"
+        "publish", parents=[student, exchange_type, publishing], help="publish MESSAGE to EXCHANGE"
     )
     p.add_argument("exchange")
     p.add_argument("message")
@@ -300,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "rpc",
-        parents=[student, limits],
+        parents=[student, limits, publishing],
         help="request-reply: pimq rpc serve QUEUE | pimq rpc call QUEUE REQUEST...",
     )
     p.add_argument("role", choices=["serve", "call"])

@@ -40,6 +40,9 @@ class WorkerConfig:
     sandbox_socket: str = "/run/pimq-sandbox/sandbox.sock"
     #: the room's per-shard wall-clock limit in seconds (students may ask for less)
     shard_timeout: int = 600
+    #: the broker's consumer_timeout in seconds (0: none): a delivery not acked
+    #: within it closes the channel, so no shard may be held that long
+    consumer_timeout: int = 1800
 
     def pool_size(self) -> int:
         return self.processes or os.cpu_count() or 1
@@ -155,6 +158,7 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
             "store",
             "sandbox_socket",
             "shard_timeout",
+            "consumer_timeout",
         },
     )
     ca = _ca(p, data)
@@ -182,6 +186,7 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
             else WorkerConfig.sandbox_socket
         ),
         shard_timeout=_int(p, data, "shard_timeout", 600, 1, 7 * 24 * 3600),
+        consumer_timeout=_int(p, data, "consumer_timeout", 1800, 0, 7 * 24 * 3600),
     )
 
 

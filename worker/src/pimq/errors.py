@@ -8,7 +8,9 @@ Exit codes of the ``pimq`` command:
 2      usage or input error (bad option, bad regex, missing file, unknown
        job kind, bad or unsafe config file)
 3      broker unreachable, wrong credentials, or no access to the vhost
-4      ``--timeout`` elapsed before every shard came back
+4      ``--timeout`` elapsed before every shard came back, or the broker
+       refused a publish (a queue at the room's cap) for longer than the
+       command waits for room (``--queue-wait``)
 130    interrupted (Ctrl-C); the job was cancelled
 =====  ==========================================================
 """
@@ -39,6 +41,12 @@ class JobFailed(PimqError):
 
 
 class JobTimeout(PimqError):
+    exit_code = 4
+
+
+class QueueFull(PimqError):
+    """The broker refused publishes (a queue at its cap) for longer than we wait."""
+
     exit_code = 4
 
 

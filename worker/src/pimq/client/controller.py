@@ -6,10 +6,19 @@ publisher confirms while results are consumed. If the connection is lost
 confirmed or without a result (results are transient, so a restart may
 lose some; shards are persistent). Exactly one result per shard index is
 kept (redeliveries and re-publications produce duplicates).
+
+A shard the broker refuses (a confirm nack: the vhost's ``pimq.tasks`` is at
+the room's byte or length cap, ``overflow: reject-publish``) is back-pressure,
+not loss: the controller keeps it, stops sending more, and tries again after
+a back-off, one shard first and then twice as many after each accepted one
+(so a full queue costs a probe, not the whole job's bytes, per try). When
+nothing was accepted and no result came for :data:`QUEUE_WAIT` seconds, the
+job stops with :class:`~pimq.errors.QueueFull`, naming what was not queued.
 """
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import signal
 import time
@@ -24,7 +33,15 @@ from pika.adapters.select_connection import IOLoop
 from pimq.client.progress import Progress
 from pimq.client.withdraw import Withdrawal
 from pimq.config import StudentConfig
-from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError, UsageError
+from pimq.errors import (
+    BrokerError,
+    Interrupted,
+    JobFailed,
+    JobTimeout,
+    PimqError,
+    QueueFull,
+    UsageError,
+)
 from pimq.protocol import amqp, topology
 from pimq.protocol.link import Backoff, Link
 from pimq.protocol.wire import (
@@ -44,6 +61,12 @@ SLICE_SHARDS = 256
 #: a student module is announced again this often while its job runs, for
 #: workers that (re)connect after the first announcement
 ANNOUNCE_EVERY = 5.0
+#: seconds of refused shards, with nothing accepted and no result, before the
+#: job stops (``--queue-wait``)
+QUEUE_WAIT = 300.0
+#: once refused, shards in flight grow from one, doubling per accepted shard;
+#: past this many the controller publishes freely again
+OPEN_WINDOW = 1024
 
 
 def new_job_id() -> str:
@@ -65,6 +88,8 @@ class JobOutcome:
     #: results dropped because their shard already had one (redeliveries after
     #: a worker or connection was lost): never counted twice, but worth knowing
     duplicates: int = 0
+    #: shard publishes the broker refused (a full queue) and that went out again
+    refused: int = 0
 
     @property
     def compute(self) -> float:
@@ -95,6 +120,7 @@ class Controller(Link):
         job: str | None = None,
         headers: dict[str, Any] | None = None,
         code: tuple[str, str, str] | None = None,
+        queue_wait: float = QUEUE_WAIT,
     ) -> None:
         super().__init__(IOLoop(), amqp.student_parameters(cfg, self.connection_name), cfg.where())
         self.cfg = cfg
@@ -124,6 +150,17 @@ class Controller(Link):
         #: job on ``pimq.control`` (and again every :data:`ANNOUNCE_EVERY` s)
         self.code = code
         self.announcing = False
+        # back-pressure (see the module's docstring)
+        self.queue_wait = queue_wait
+        self.refused: list[int] = []  # a heap of shard indices to publish again
+        self.refusals = 0
+        self.largest_refused = 0
+        self.inflight = 0  # shard publishes of this channel awaiting their confirm
+        self.window: int | None = None  # at most this many in flight (None: no limit)
+        self.pump_timer: Any = None
+        self.pump_at = float("inf")
+        self.full_timer: Any = None
+        self.refuse_backoff = Backoff(0.1, 2.0)
 
     # -- public ------------------------------------------------------------
     def run(self) -> JobOutcome:
@@ -148,7 +185,15 @@ class Controller(Link):
         wall = time.monotonic() - self.start
         count = len(self.bodies or [])
         per_worker = Counter(r.worker for r in self.results.values())
-        return JobOutcome(self.job, self.results, wall, count, dict(per_worker), self.duplicates)
+        return JobOutcome(
+            self.job,
+            self.results,
+            wall,
+            count,
+            dict(per_worker),
+            self.duplicates,
+            self.refusals,
+        )
 
     @property
     def count(self) -> int:
@@ -240,32 +285,106 @@ class Controller(Link):
             self._finish()
             return
         self.to_publish = iter(range(len(self.bodies)))
-        self._publish_slice(self.channel)
+        self.refused.clear()
+        self.inflight = 0
+        self._pump(self.channel)
 
-    def _publish_slice(self, ch: Any) -> None:
-        if ch is not self.channel or self.finishing or not ch.is_open:
+    def _pump_soon(self, delay: float) -> None:
+        """Publish what is due after ``delay`` s (an earlier pump wins)."""
+        now = time.monotonic()
+        if self.pump_timer is not None:
+            if self.pump_at <= now + delay:
+                return
+            self.ioloop.remove_timeout(self.pump_timer)
+        ch = self.channel
+
+        def due() -> None:
+            self.pump_timer, self.pump_at = None, float("inf")
+            self._pump(ch)
+
+        self.pump_at = now + delay
+        self.pump_timer = self.ioloop.call_later(delay, due)
+
+    def _pump(self, ch: Any) -> None:
+        """Publish refused shards first, then the rest, while the window allows,
+        a slice at a time."""
+        if self.pump_timer is not None:
+            self.ioloop.remove_timeout(self.pump_timer)
+        self.pump_timer, self.pump_at = None, float("inf")
+        if ch is not self.channel or self.finishing or ch is None or not ch.is_open:
             return  # a new channel started its own pass, or the job is over
         size, count = 0, 0
-        for index in self.to_publish:
-            if index in self.confirmed or index in self.results:
-                continue
+        while self.window is None or self.inflight < self.window:
+            index = self._next_index()
+            if index is None:
+                return
             body = self._body(index)
             if body is None:
                 return
             self._publish(ch, index, body)
             size, count = size + len(body), count + 1
             if size >= SLICE_BYTES or count >= SLICE_SHARDS:
-                self.ioloop.call_later(0, lambda: self._publish_slice(ch))
+                self._pump_soon(0)
                 return
 
-    def _on_shard_confirm(self, index: int, ok: bool) -> None:
+    def _next_index(self) -> int | None:
+        done = self.confirmed, self.results
+        while self.refused:
+            index = heapq.heappop(self.refused)
+            if index not in done[0] and index not in done[1]:
+                return index
+        for index in self.to_publish:
+            if index not in done[0] and index not in done[1]:
+                return index
+        return None
+
+    def _on_shard_confirm(self, index: int, ok: bool, size: int) -> None:
+        self.inflight -= 1
         if ok:
             self.confirmed.add(index)
+            self._progressed()
+            if self.window is not None:
+                self.window *= 2
+                if self.window > OPEN_WINDOW:
+                    self.window = None
+            self.refuse_backoff.reset()
+            if self.refused or self.window is not None:
+                self._pump_soon(0)
             return
-        if self.channel is not None and not self.finishing:  # refused: try again
-            body = self._body(index)
-            if body is not None:
-                self._publish(self.channel, index, body)
+        if self.finishing:
+            return
+        # refused (the queue is at its cap): keep it, send less, try again later
+        heapq.heappush(self.refused, index)
+        self.refusals += 1
+        self.largest_refused = max(self.largest_refused, size)
+        self.window = 1
+        if self.full_timer is None:
+            self.full_timer = self.ioloop.call_later(self.queue_wait, self._on_queue_full)
+        if self.inflight <= 0:
+            self._pump_soon(self.refuse_backoff.next())
+
+    def _progressed(self) -> None:
+        """A shard was accepted or a result came: the wait for room starts over."""
+        if self.full_timer is not None:
+            self.ioloop.remove_timeout(self.full_timer)
+            self.full_timer = None
+
+    def _on_queue_full(self) -> None:
+        self.full_timer = None
+        if self.finishing or not self.refused:
+            return
+        waiting = sorted(set(self.refused))
+        self._fail(
+            QueueFull(
+                f"the broker refused shards of job {self.job} for {self.queue_wait:g} s: "
+                f"{topology.TASKS} in vhost {self.cfg.vhost!r} is at the room's cap and "
+                f"nothing was taken from it meanwhile; {len(waiting)} of {self.count} "
+                f"shard(s) not queued: {missing_list(waiting)}. The largest refused shard "
+                f"has {self.largest_refused} bytes: if that is more than the cap it can "
+                "never fit (use more --shards); else wait for your other jobs, or purge "
+                "what you no longer need"
+            )
+        )
 
     def _body(self, index: int) -> bytes | None:
         """Shard ``index``'s body (read from disk for file inputs), or None
@@ -284,7 +403,9 @@ class Controller(Link):
             self.job, index, self.count, self.kind, self.params_json, self.queue, 0, self.headers
         )
         ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
-        self.confirms.published(lambda ok, i=index: self._on_shard_confirm(i, ok))
+        self.inflight += 1
+        size = len(body)
+        self.confirms.published(lambda ok, i=index: self._on_shard_confirm(i, ok, size))
 
     # -- gathering -----------------------------------------------------------
     def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
@@ -315,6 +436,7 @@ class Controller(Link):
                 self.duplicates += 1
                 continue
             results[result.index] = result
+            self._progressed()
         if self.progress:
             self.progress.update(len(results))
         if len(results) == count:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pimq import jobs
-from pimq.client.controller import Controller, JobOutcome
+from pimq.client.controller import QUEUE_WAIT, Controller, JobOutcome
 from pimq.client.history import Recorder
 from pimq.client.module import StudentModule, load_module, looks_like_path
 from pimq.client.state import track_job, untrack_job
@@ -44,6 +44,14 @@ def kind_parser(kind: str, module: Any) -> argparse.ArgumentParser:
         help="end a shard that runs longer than S seconds (at most the room's limit)",
     )
     common.add_argument(
+        "--queue-wait",
+        type=float,
+        metavar="S",
+        default=QUEUE_WAIT,
+        help="while your task queue is at the room's cap, wait up to S seconds for room "
+        f"before giving up (default {QUEUE_WAIT:g})",
+    )
+    common.add_argument(
         "--local", action="store_true", help="run every shard here, in-process (debugging)"
     )
     common.add_argument("--json", action="store_true", help="print the outcome as JSON")
@@ -73,6 +81,7 @@ def summary(kind: str, job_params: dict, outcome: JobOutcome, result: Any) -> di
         "parallelism": round(outcome.parallelism, 3),
         "workers": dict(sorted(outcome.per_worker.items())),
         "duplicates": outcome.duplicates,
+        "refused": outcome.refused,
     }
 
 
@@ -104,6 +113,8 @@ def run_job(kind: str, rest: list[str]) -> int:
         raise UsageError(f"--shards must be between 1 and {MAX_SHARDS}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.queue_wait <= 0:
+        raise UsageError("--queue-wait must be positive")
     if args.shard_timeout is not None and args.shard_timeout <= 0:
         raise UsageError("--shard-timeout must be positive")
     try:
@@ -151,6 +162,7 @@ def run_job(kind: str, rest: list[str]) -> int:
         progress=not args.json,
         headers=headers,
         code=code,
+        queue_wait=args.queue_wait,
     )
     recorder = Recorder()
     recorder.start(
@@ -202,6 +214,12 @@ def run_job(kind: str, rest: list[str]) -> int:
         file=sys.stderr,
     )
     print(f"shards per worker: {workers}", file=sys.stderr)
+    if outcome.refused:
+        print(
+            f"{outcome.refused} shard publish(es) refused by the broker (your task queue "
+            "was at the room's cap) and sent again: none was lost",
+            file=sys.stderr,
+        )
     if outcome.duplicates:
         print(
             f"{outcome.duplicates} duplicate result(s) dropped (shards redelivered after "

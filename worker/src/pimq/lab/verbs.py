@@ -23,7 +23,7 @@ from pimq.client.state import jobs_state_dir
 from pimq.config import StudentConfig
 from pimq.errors import BrokerError, JobTimeout, UsageError
 from pimq.protocol import topology
-from pimq.protocol.session import Session
+from pimq.protocol.session import LAB_QUEUE_WAIT, Session
 
 #: the lab's messages: persistent text, as in the RabbitMQ tutorials
 LAB_MESSAGE = pika.BasicProperties(delivery_mode=topology.PERSISTENT, content_type="text/plain")
@@ -100,13 +100,17 @@ def _wrap(fn: Any) -> Any:
 
 @_wrap
 def send(
-    cfg: StudentConfig, queue: str, message: str, durable: bool = True, heartbeat: int = 30
+    cfg: StudentConfig,
+    queue: str,
+    message: str,
+    durable: bool = True,
+    heartbeat: int = 30,
+    queue_wait: float = LAB_QUEUE_WAIT,
 ) -> int:
     with Session(cfg, "pimq send", heartbeat) as s:
         ensure_queue(s, queue, durable)
-        s.ch.confirm_delivery()
         props = LAB_MESSAGE if durable else TRANSIENT_MESSAGE
-        s.ch.basic_publish("", queue, message.encode(), props)
+        s.publish("", queue, message.encode(), props, queue_wait, f"a message to queue {queue}")
     _out(f" [x] Sent {message!r} to queue {queue}")
     return 0
 
@@ -156,11 +160,12 @@ def publish(
     routing_key: str = "",
     kind: str | None = None,
     heartbeat: int = 30,
+    queue_wait: float = LAB_QUEUE_WAIT,
 ) -> int:
     with Session(cfg, "pimq publish", heartbeat) as s:
         s.ensure_exchange(exchange, _exchange_kind(kind, bool(routing_key)))
-        s.ch.confirm_delivery()
-        s.ch.basic_publish(exchange, routing_key, message.encode(), LAB_MESSAGE)
+        what = f"a message to exchange {exchange}"
+        s.publish(exchange, routing_key, message.encode(), LAB_MESSAGE, queue_wait, what)
     key = f" with routing key {routing_key}" if routing_key else ""
     _out(f" [x] Published {message!r} to exchange {exchange}{key}")
     return 0
@@ -315,6 +320,7 @@ def rpc_call(
     requests: list[str],
     timeout: float | None = 30.0,
     heartbeat: int = 30,
+    queue_wait: float = LAB_QUEUE_WAIT,
 ) -> int:
     """Send each request with ``reply_to`` (an exclusive queue of this call) and a fresh
     ``correlation_id``; print each reply as it comes. Exit 4 if some never come."""
@@ -328,7 +334,7 @@ def rpc_call(
             props = pika.BasicProperties(
                 reply_to=reply_queue, correlation_id=cid, content_type="text/plain"
             )
-            s.ch.basic_publish("", queue, text.encode(), props)
+            s.publish("", queue, text.encode(), props, queue_wait, f"request {text!r}")
             _out(f" [x] Requested {text!r} (correlation id {cid})")
         deadline = None if timeout is None else time.monotonic() + timeout
         for method, props, body in s.ch.consume(reply_queue, auto_ack=True, inactivity_timeout=1):

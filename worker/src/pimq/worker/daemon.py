@@ -7,6 +7,13 @@ shards in a pool of forked processes.
   IOLoop) round-robin across vhosts, so students share the pool fairly.
   Quick shards travel in batches (:mod:`pimq.worker.pacing`).
 * On SIGTERM no new shard starts; running ones get ``drain_timeout`` seconds.
+* The broker's ``consumer_timeout`` (``cfg.consumer_timeout``) bounds how long
+  a delivery may stay unacked, counted from its arrival here: a shard runs at
+  most until :func:`ack_margin` before it; a delivery that waited so long in
+  the window that it could not get its time limit is given back unrun; and a
+  shard cut short by it (a consumer_timeout below the shard time limit) is
+  dead-lettered at once, with that reason, instead of being retried into the
+  same end.
 """
 
 from __future__ import annotations
@@ -24,11 +31,17 @@ from pimq.config import WorkerConfig
 from pimq.protocol.wire import MODULE_KIND
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import MAX_BATCH, Pace
-from pimq.worker.pool import ShardPool
+from pimq.worker.pool import BROKER_DEADLINE, ShardPool
 from pimq.worker.store import CodeStore
 from pimq.worker.vhost import Delivery, VhostLink
 
 log = logging.getLogger(__name__)
+
+
+def ack_margin(consumer_timeout: float) -> float:
+    """Seconds kept between a shard's end and the broker's consumer_timeout
+    (the result's publish and its confirm must fit in them): 5 %, 2 to 60 s."""
+    return min(60.0, max(2.0, 0.05 * consumer_timeout))
 
 
 class Worker:
@@ -44,6 +57,7 @@ class Worker:
         self.pool = ShardPool(self.pool_size, self.ioloop, self._done)
         self.store = CodeStore(cfg.store)
         self.ready: deque[VhostLink] = deque()
+        self.served = 0  # counts the vhosts picked (VhostLink.served: when last)
         self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
         self.stopping = False
         self.signalled = 0
@@ -87,25 +101,41 @@ class Worker:
         self.fill()
 
     def fill(self) -> None:
-        """Hand waiting shards to idle pool processes, round-robin over vhosts.
+        """Hand waiting shards to idle pool processes, fairly across vhosts.
 
+        The next process goes to the vhost with the fewest running now (among
+        equals, the one that used the pool least lately: :meth:`VhostLink.usage`),
+        and never to one that would then hold every process while another
+        vhost has shards waiting; when one vhost does hold every process and
+        another's shard arrives, one of its shards is preempted
+        (:meth:`_preempt_for_waiting`). A lone vhost gets the whole pool.
         Quick shards (:attr:`pimq.worker.pacing.Pace.quick`) travel in batches when
         many wait, to spread the per-message cost of the pipe and the broker.
         """
         pool, ready = self.pool, self.ready
         while ready and pool.has_idle() and not self.stopping:
+            for link in [link for link in ready if not link.pending]:
+                ready.remove(link)
+                link.in_ready = False
+            first = self._pick()
+            if first is None:
+                break
             waiting = sum(len(link.pending) for link in ready)
             limit = max(1, min(MAX_BATCH, waiting // pool.idle_count))
             batch: list[Delivery] = []
+            ready.remove(first)
+            ready.appendleft(first)  # taken first, then in turn as before
             while ready and len(batch) < limit:
                 link = ready[0]
-                if batch and not link.pace.quick:
+                if batch and not (link.pace.quick and first.pace.quick):
                     break
                 ready.popleft()
                 link.in_ready = False
                 if not link.pending:
                     continue
-                batch.append(link.pending.popleft())
+                d = link.pending.popleft()
+                if self.still_in_time(d):
+                    batch.append(d)
                 if link.pending:
                     link.in_ready = True
                     ready.append(link)
@@ -113,7 +143,111 @@ class Worker:
                     break
             if batch:
                 limit = max(self.shard_limit(d) for d in batch)
-                pool.submit(batch, [self._task(d) for d in batch], limit)
+                cap, why = self.broker_cap(batch, limit)
+                pool.submit(batch, [self._task(d) for d in batch], limit, cap, why)
+        self._preempt_for_waiting()
+
+    def _busy(self) -> dict[VhostLink, int]:
+        """Pool processes running shards of each vhost now."""
+        busy: dict[VhostLink, int] = {}
+        for tokens in self.pool.running_batches():
+            for link in {d.link for d in tokens}:
+                busy[link] = busy.get(link, 0) + 1
+        return busy
+
+    def _pick(self) -> VhostLink | None:
+        """The waiting vhost to serve next: the fewest processes running; among
+        equals the least pool time used lately, then the one served least
+        recently; not one that would hold them all while another vhost waits."""
+        busy = self._busy()
+        now = time.monotonic()
+        waiting = [link for link in self.ready if link.pending]
+        best: VhostLink | None = None
+        best_key: tuple[int, float, int] = (0, 0.0, 0)
+        for link in waiting:
+            held = busy.get(link, 0)
+            others_wait = any(other is not link for other in waiting)
+            if others_wait and self.pool_size > 1 and held + 1 >= self.pool_size:
+                continue  # it would hold every process while another waits
+            key = (held, link.usage(now), link.served)
+            if best is None or key < best_key:
+                best, best_key = link, key
+        if best is not None:
+            self.served += 1
+            best.served = self.served
+        return best
+
+    def _preempt_for_waiting(self) -> None:
+        """One vhost holds every process and another's shard waits: give back the
+        hog's most recently started shard (it goes back to pimq.tasks at once and
+        runs again later, not counted as an attempt), so the waiting one starts.
+        Not with a single process: two vhosts would take it from each other."""
+        pool = self.pool
+        if self.stopping or self.pool_size < 2 or pool.has_idle():
+            return
+        busy = self._busy()
+        if len(busy) != 1:
+            return
+        (hog,) = busy
+        if busy[hog] < self.pool_size or not any(
+            link is not hog and link.pending for link in self.ready
+        ):
+            return
+        tokens = pool.preempt(lambda d: d.link is hog)
+        if not tokens:
+            return
+        shard = tokens[0].shard
+        log.info(
+            "vhost %s held all %d processes while another vhost waited: job %s shard %d/%d "
+            "given back to run later",
+            hog.vhost,
+            self.pool_size,
+            shard.job,
+            shard.index + 1,
+            shard.count,
+        )
+        for d in tokens:
+            d.link.settle(d.generation, [d.tag], False)
+        self.fill()
+
+    def _ack_left(self, d: Delivery) -> float:
+        """Seconds this delivery may still run before the broker's
+        consumer_timeout (less :func:`ack_margin`); inf without one."""
+        ct = float(self.cfg.consumer_timeout)
+        if not ct:
+            return float("inf")
+        return ct - ack_margin(ct) - (time.monotonic() - d.received)
+
+    def still_in_time(self, d: Delivery) -> bool:
+        """Whether ``d`` can still get its whole time limit before the broker's
+        consumer_timeout. If it waited in the window too long for that, it is
+        given back unrun (its redelivery starts a fresh timeout) and False."""
+        ct = float(self.cfg.consumer_timeout)
+        waited = time.monotonic() - d.received
+        if not ct or waited <= ack_margin(ct) or self._ack_left(d) >= self.shard_limit(d):
+            return True
+        log.warning(
+            "vhost %s: job %s shard %d/%d waited %.0f s here, too close to the broker's "
+            "consumer_timeout of %g s to run: given back",
+            d.link.vhost,
+            d.shard.job,
+            d.shard.index + 1,
+            d.shard.count,
+            waited,
+            ct,
+        )
+        d.link.settle(d.generation, [d.tag], False)
+        return False
+
+    def broker_cap(self, batch: list[Delivery], limit: float) -> tuple[float, str]:
+        """The batch's deadline from the broker's consumer_timeout, and the reason
+        a shard ended by it gets."""
+        cap = min(self._ack_left(d) for d in batch)
+        why = (
+            f"{BROKER_DEADLINE} of {self.cfg.consumer_timeout:g} s would pass (the shard ran "
+            f"{max(cap, 0):.0f} s; its time limit of {limit:g} s is longer): not retried"
+        )
+        return cap, why
 
     def shard_limit(self, d: Delivery) -> float:
         """The room's per-shard limit, or the student's if lower (``--shard-timeout``)."""
@@ -142,8 +276,10 @@ class Worker:
 
     def _done(self, batch: list[Delivery], outcomes: list[ShardOutcome]) -> None:
         by_link: dict[VhostLink, list[tuple[Delivery, ShardOutcome]]] = {}
+        now = time.monotonic()
         for d, outcome in zip(batch, outcomes, strict=True):
             by_link.setdefault(d.link, []).append((d, outcome))
+            d.link.used(outcome[1], now)
         for link, done in by_link.items():
             link.finish(done)
         self.fill()

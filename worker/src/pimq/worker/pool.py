@@ -25,6 +25,9 @@ READ = 0x0001  # pika's select_connection READ event
 # Bodies this big cross the pipe as raw bytes after the pickled batch (no pickle
 # copy of a multi-megabyte shard); smaller ones travel inside it.
 RAW = 64 * 1024
+#: how the reason of a shard ended for the broker's consumer_timeout begins
+#: (it is dead-lettered at once: a retry would end the same way)
+BROKER_DEADLINE = "the broker's consumer_timeout"
 
 
 def _child_loop(conn: Connection) -> None:
@@ -63,6 +66,8 @@ class Child:
         self.token: Any = None
         self.deadline = float("inf")
         self.limit = 0.0
+        self.reason = ""
+        self.started = 0.0
 
     @property
     def fd(self) -> int:
@@ -100,15 +105,28 @@ class ShardPool:
     def idle_count(self) -> int:
         return len(self.idle)
 
-    def submit(self, tokens: list[Any], tasks: list[tuple], limit: float = 0.0) -> None:
+    def submit(
+        self,
+        tokens: list[Any],
+        tasks: list[tuple],
+        limit: float = 0.0,
+        cap: float = float("inf"),
+        cap_reason: str = "",
+    ) -> None:
         """Run ``tasks`` (``execute``'s arguments, the body second) one after the
         other in an idle child; ``on_results`` gets the tokens with their
         outcomes, in order, once all have run. ``limit``: seconds per task
-        before :meth:`expire` ends the child (0: none)."""
+        before :meth:`expire` ends the child (0: none); ``cap``: seconds for
+        the whole batch, if sooner, ended with ``cap_reason``."""
         child = self.idle.pop()
         child.token = tokens
         child.limit = limit
-        child.deadline = time.monotonic() + limit * len(tasks) if limit else float("inf")
+        total = limit * len(tasks) if limit else float("inf")
+        child.reason = f"time limit {limit:g} s exceeded"
+        if cap < total:
+            total, child.reason = max(cap, 0.0), cap_reason
+        child.started = time.monotonic()
+        child.deadline = child.started + total
         raw = [t[1] for t in tasks if len(t[1]) >= RAW]
         batch = [(t[0], None, *t[2:]) if len(t[1]) >= RAW else t for t in tasks]
         try:
@@ -174,9 +192,31 @@ class ShardPool:
         now = time.monotonic() if now is None else now
         late = [c for c in self.children.values() if c.token and c.deadline <= now]
         for child in late:
-            log.warning("a shard ran past its time limit of %g s: ending it", child.limit)
-            self._end(child, f"time limit {child.limit:g} s exceeded")
+            log.warning("a shard ran past its deadline: ending it (%s)", child.reason)
+            self._end(child, child.reason)
         return len(late)
+
+    def running_batches(self) -> list[list[Any]]:
+        """The tokens of every busy child, a list per child."""
+        return [list(c.token) for c in self.children.values() if c.token]
+
+    def preempt(self, wanted: Callable[[Any], bool]) -> list[Any]:
+        """End the most recently started busy child whose every token ``wanted``
+        holds, without reporting it (the caller gives its shards back); a new
+        child takes its place. Its tokens, or [] if none is such."""
+        hit = [c for c in self.children.values() if c.token and all(map(wanted, c.token))]
+        if not hit:
+            return []
+        child = max(hit, key=lambda c: c.started)
+        tokens = list(child.token)
+        child.token = None
+        self._reap(child, kill=True)
+        self._spawn()
+        return tokens
+
+    def running(self) -> list[Any]:
+        """The tokens of every shard running now."""
+        return [t for c in self.children.values() if c.token for t in c.token]
 
     def stop_where(self, wanted: Callable[[Any], bool], reason: str) -> int:
         """End every busy child running a token for which ``wanted`` holds

@@ -31,6 +31,31 @@ log = logging.getLogger(__name__)
 
 #: runs of one shard before it is dead-lettered
 MAX_ATTEMPTS = 3
+#: seconds before a message whose retry or dead letter the broker refused (the
+#: queue at the room's cap) is given back: kept, never dropped, but not sent
+#: round again at once
+REFUSED_BACKOFF = 5.0
+
+
+def settled_when_confirmed(link: VhostLink, generation: int, tag: int) -> Any:
+    """A confirm callback: ack delivery ``tag`` once its copy is confirmed; if
+    the copy was refused, give the delivery back after :data:`REFUSED_BACKOFF`."""
+
+    def confirmed(ok: bool) -> None:
+        if ok:
+            link.settle(generation, [tag], True)
+        else:
+            log.warning(
+                "vhost %s: a retry or dead letter was refused (queue at its cap): "
+                "giving the message back in %g s",
+                link.vhost,
+                REFUSED_BACKOFF,
+            )
+            link.worker.ioloop.call_later(
+                REFUSED_BACKOFF, lambda: link.settle(generation, [tag], False)
+            )
+
+    return confirmed
 
 
 def last_line(text: str) -> str:
@@ -60,7 +85,7 @@ def retry_or_dead_letter(
             topology.TASKS,
             shard.body,
             retry_properties(props, attempt),
-            lambda confirmed: link.settle(generation, [tag], confirmed),
+            settled_when_confirmed(link, generation, tag),
         )
     else:
         reason = f"job raised on all {MAX_ATTEMPTS} attempts: {error}"
@@ -85,7 +110,7 @@ def dead_letter(
         "",
         body,
         dead_properties(props, reason, link.worker_name, tb),
-        lambda ok: link.settle(generation, [tag], ok),
+        settled_when_confirmed(link, generation, tag),
     )
     if shard is not None:
         # a student's own traceback goes back to them (a built-in's stays in pimq.dead)

@@ -35,6 +35,7 @@ from pimq.protocol.wire import (
 from pimq.worker import retry
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import Pace
+from pimq.worker.pool import BROKER_DEADLINE
 from pimq.worker.store import StoreError
 
 if TYPE_CHECKING:
@@ -47,6 +48,20 @@ MODULE_MEMORY = 1000  # module file names remembered per vhost
 #: a shard whose module has not been announced within this many seconds is
 #: dead-lettered (its controller is gone: it re-announces every 5 s)
 CODE_WAIT = 30.0
+#: half-life of a vhost's recent pool use, in seconds (VhostLink.usage)
+USAGE_HALF_LIFE = 120.0
+#: publishes of one batch of results the broker may refuse before its shards
+#: are dead-lettered (0.5 s, 1 s, 2 s, 4 s apart)
+RESULT_TRIES = 5
+
+
+def is_ack_timeout(exc: BaseException) -> bool:
+    """Whether a channel was closed by the broker for its consumer_timeout
+    (``PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out``)."""
+    text = str(getattr(exc, "reply_text", "") or "")
+    return (
+        getattr(exc, "reply_code", 0) == 406 and "acknowledgement" in text and "timed out" in text
+    )
 
 
 @dataclass
@@ -56,6 +71,8 @@ class Delivery:
     tag: int
     props: pika.BasicProperties
     shard: Shard
+    #: when it arrived here (monotonic): the broker's consumer_timeout counts from then
+    received: float = 0.0
 
 
 class VhostLink(Link):
@@ -74,6 +91,9 @@ class VhostLink(Link):
         self.vhost = vhost
         self.pending: deque[Delivery] = deque()
         self.in_ready = False
+        self.served = 0  # when the scheduler last picked this vhost (Worker.served)
+        self._usage = 0.0  # pool seconds used, decayed (see usage())
+        self._usage_at = 0.0
         self.acks = amqp.Acks()
         self.flush_due = False
         # Jittered by pid so that a room's workers do not all come back at once.
@@ -93,6 +113,21 @@ class VhostLink(Link):
         #: digest -> file name of the modules announced (for the tracebacks)
         self.module_files: dict[str, str] = {}
         self.module_jobs: dict[str, None] = {}  # jobs of student modules seen here
+        #: (job, index, attempt) of shards held when the broker closed the channel
+        #: for its consumer_timeout: a redelivery of one is dead-lettered, not run
+        #: into the same end again
+        self.ack_timed_out: dict[tuple[str, int, int], None] = {}
+
+    # -- fair share ------------------------------------------------------
+    def usage(self, now: float) -> float:
+        """Pool seconds this vhost's shards used here lately (halved every
+        :data:`USAGE_HALF_LIFE` s): who goes first among vhosts with as many
+        processes running."""
+        return self._usage * 0.5 ** (max(0.0, now - self._usage_at) / USAGE_HALF_LIFE)
+
+    def used(self, seconds: float, now: float) -> None:
+        self._usage = self.usage(now) + max(0.0, seconds)
+        self._usage_at = now
 
     # -- connection life cycle -------------------------------------------
     def connect(self) -> None:
@@ -121,7 +156,25 @@ class VhostLink(Link):
     def on_channel_closed(self, exc: BaseException) -> None:
         if not self.worker.stopping:
             log.warning("vhost %s: channel closed: %s", self.vhost, exc)
+        if is_ack_timeout(exc):
+            self._remember_ack_timeout()
         super().on_channel_closed(exc)
+
+    def _remember_ack_timeout(self) -> None:
+        """The broker closed the channel for a delivery held past its
+        consumer_timeout (one the worker did not know of, or set lower by hand):
+        remember the shards it held, so their redeliveries end, not loop."""
+        held = [d for d in self.worker.pool.running() if d.link is self]
+        for d in held:
+            self.ack_timed_out[(d.shard.job, d.shard.index, d.shard.attempt)] = None
+        while len(self.ack_timed_out) > CANCEL_MEMORY:
+            del self.ack_timed_out[next(iter(self.ack_timed_out))]
+        log.warning(
+            "vhost %s: the broker's consumer_timeout closed the channel while %d shard(s) "
+            "ran; their redeliveries will be dead-lettered",
+            self.vhost,
+            len(held),
+        )
 
     def on_ready(self, channel: Any) -> None:
         if self.worker.stopping:
@@ -251,7 +304,15 @@ class VhostLink(Link):
         if shard.job in self.cancelled:
             self.settle(self.generation, [tag], True)
             return
-        delivery = Delivery(self, self.generation, tag, props, shard)
+        key = (shard.job, shard.index, shard.attempt)
+        if method.redelivered and key in self.ack_timed_out:
+            reason = (
+                "held past the broker's consumer_timeout (the channel was closed for it): "
+                "not run again"
+            )
+            retry.dead_letter(self, tag, props, body, reason, shard=shard)
+            return
+        delivery = Delivery(self, self.generation, tag, props, shard, time.monotonic())
         if shard.kind == MODULE_KIND:
             self._remember_module_job(shard.job)
             if not self.worker.store.has(self.vhost, shard.code):
@@ -370,25 +431,51 @@ class VhostLink(Link):
                 )
             elif shard.job in self.cancelled:
                 self.settle(d.generation, [d.tag], True)
+            elif not ok and tb.startswith(BROKER_DEADLINE):
+                retry.dead_letter(self, d.tag, d.props, shard.body, tb, shard=shard)
             elif ok:
                 self._adapt_prefetch(seconds, len(shard.body))
                 batches.setdefault((shard.job, shard.reply_to), []).append((d, seconds, entry))
             else:
                 self._adapt_prefetch(seconds, len(shard.body))
                 retry.retry_or_dead_letter(self, d.tag, d.generation, d.props, shard, tb)
-        generation = self.generation
         for (job, reply_to), batch in batches.items():
             if self.worker.log_shards:
                 self._log_batch(batch)
             body = encode_results(job, self.worker_name, [entry for _d, _s, entry in batch])
-            tags = [d.tag for d, _s, _e in batch]
-            self.publish(
-                topology.RESULTS,
-                reply_to,
-                body,
-                topology.RESULT_PROPS,
-                lambda confirmed, tags=tags: self.settle(generation, tags, confirmed),
-            )
+            self._publish_results(self.generation, reply_to, body, [d for d, _s, _e in batch], 0)
+
+    def _publish_results(
+        self, generation: int, reply_to: str, body: bytes, batch: list[Delivery], tries: int
+    ) -> None:
+        """Publish a batch of results; the shards are acked once it is confirmed.
+        A refusal (the job's result queue at the room's cap) is tried again
+        after a back-off, :data:`RESULT_TRIES` times in all; then the shards are
+        dead-lettered with the reason: running them again would only make the
+        same refused result (a requeue would loop)."""
+        if generation != self.generation or self.channel is None:
+            return  # the connection went: the broker redelivers them
+
+        def confirmed(ok: bool) -> None:
+            if ok:
+                self.settle(generation, [d.tag for d in batch], True)
+            elif tries + 1 < RESULT_TRIES:
+                delay = 0.5 * 2**tries
+                self.worker.ioloop.call_later(
+                    delay,
+                    lambda: self._publish_results(generation, reply_to, body, batch, tries + 1),
+                )
+            elif generation == self.generation:
+                reason = (
+                    f"its result ({len(body)} bytes) was refused {RESULT_TRIES} times: the "
+                    "job's result queue is at the room's cap (a result larger than the cap "
+                    "never fits)"
+                )
+                for d in batch:
+                    retry.dead_letter(self, d.tag, d.props, d.shard.body, reason, shard=d.shard)
+
+        if not self.publish(topology.RESULTS, reply_to, body, topology.RESULT_PROPS, confirmed):
+            return
 
     def _log_batch(self, batch: list[tuple[Delivery, float, bytes]]) -> None:
         shard = batch[0][0].shard
