@@ -22,6 +22,7 @@ import pika.exceptions as px
 from pika.adapters.select_connection import IOLoop
 
 from pimq.client.progress import Progress
+from pimq.client.route import PiChoice, Router
 from pimq.client.withdraw import Withdrawal
 from pimq.config import StudentConfig
 from pimq.errors import BrokerError, Interrupted, JobFailed, JobTimeout, PimqError, UsageError
@@ -95,6 +96,7 @@ class Controller(Link):
         job: str | None = None,
         headers: dict[str, Any] | None = None,
         code: tuple[str, str, str] | None = None,
+        pis: PiChoice | None = None,
     ) -> None:
         super().__init__(IOLoop(), amqp.student_parameters(cfg, self.connection_name), cfg.where())
         self.cfg = cfg
@@ -124,6 +126,9 @@ class Controller(Link):
         #: job on ``pimq.control`` (and again every :data:`ANNOUNCE_EVERY` s)
         self.code = code
         self.announcing = False
+        #: ``--pis``: the job's own queue and the Pis that take it (:mod:`pimq.client.route`)
+        self.router = Router(self, pis) if pis is not None else None
+        self.target = self.router.queue if self.router else topology.TASKS
 
     # -- public ------------------------------------------------------------
     def run(self) -> JobOutcome:
@@ -193,6 +198,11 @@ class Controller(Link):
         ch.queue_declare(queue=topology.TASKS, durable=True, callback=self._on_tasks_declared)
 
     def _on_tasks_declared(self, frame: Any) -> None:
+        router = self.router
+        if router is not None and not router.ready_on(self.channel):
+            consumers = frame.method.consumer_count
+            router.prepare(self.channel, consumers, lambda: self._on_tasks_declared(frame))
+            return
         if self.lost_since is not None:
             self._say("pimq: reconnected")
         self.lost_since = None
@@ -203,11 +213,14 @@ class Controller(Link):
             self.confirmed.clear()
         else:
             self.connected_once = True
-            self.bodies = self.make_bodies(frame.method.consumer_count)
+            consumers = len(router.pis) if router else frame.method.consumer_count
+            self.bodies = self.make_bodies(consumers)
             if self.want_progress:
                 self.progress = Progress(self.count)
             self._say(f"pimq: job {self.job}: {self.count} shard(s) of {self.kind} queued")
-            if frame.method.consumer_count == 0:
+            if router is not None:
+                self._say(f"pimq: on {', '.join(router.pis)} ({topology.JOB_PREFIX}{self.job})")
+            elif frame.method.consumer_count == 0:
                 self._say(
                     f"pimq: no worker is serving vhost {self.cfg.vhost!r} yet; "
                     "shards wait in pimq.tasks"
@@ -283,13 +296,13 @@ class Controller(Link):
         props = shard_properties(
             self.job, index, self.count, self.kind, self.params_json, self.queue, 0, self.headers
         )
-        ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
+        ch.basic_publish(topology.TASKS, topology.task_key(self.target), body, props)
         self.confirms.published(lambda ok, i=index: self._on_shard_confirm(i, ok))
 
     # -- gathering -----------------------------------------------------------
     def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         self._ack_later(ch, method.delivery_tag)
-        if self.finishing:
+        if self.finishing or (self.router is not None and self.router.on_result(body)):
             return
         try:
             batch = decode_results(body)
@@ -388,7 +401,7 @@ class Controller(Link):
         # (the rest of a cancelled job, or duplicates after a reconnect).
         reason = "cancelled" if cancel else "done"
         self.publish(topology.CONTROL, "", encode_cancel(self.job, reason), topology.CONTROL_PROPS)
-        if cancel:  # once every shard published is in the queue (confirmed), look
+        if cancel and self.router is None:  # once every shard published is in the queue, look
             self.confirms.when_drained(
                 lambda: ch.queue_declare(
                     queue=topology.TASKS, passive=True, callback=self._on_tasks_looked
@@ -415,6 +428,8 @@ class Controller(Link):
         Withdrawal(self.conn, self.ioloop, self.job, m.message_count, done).start()
 
     def _close(self, ch: Any) -> None:
+        if ch is not None and ch.is_open and self.router is not None:
+            ch.queue_delete(queue=self.router.queue)  # a routed job's shards left, if any
         if ch is not None and ch.is_open:
             ch.queue_delete(queue=self.queue, callback=lambda _f: self.conn.close())
         elif self.conn is not None and self.conn.is_open:

@@ -13,6 +13,7 @@ from pimq import jobs
 from pimq.client.controller import Controller, JobOutcome
 from pimq.client.history import Recorder
 from pimq.client.module import StudentModule, load_module, looks_like_path
+from pimq.client.route import parse_pis
 from pimq.client.state import track_job, untrack_job
 from pimq.config import load_student_config, student_config_path
 from pimq.errors import JobFailed, PimqError, UsageError
@@ -37,6 +38,12 @@ def kind_parser(kind: str, module: Any) -> argparse.ArgumentParser:
     common = parser.add_argument_group("job options")
     common.add_argument("--shards", type=int, help="number of shards (default: 4 per worker)")
     common.add_argument("--timeout", type=float, help="give up after this many seconds")
+    common.add_argument(
+        "--pis",
+        metavar="N|PI,PI",
+        help="run on N Pis (any, the least busy) or on the Pis named (--pis pi1,pi2); "
+        "the others take none of its shards (default: every Pi)",
+    )
     common.add_argument(
         "--shard-timeout",
         type=float,
@@ -102,6 +109,7 @@ def run_job(kind: str, rest: list[str]) -> int:
     args = kind_parser(kind, module).parse_args(rest)
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise UsageError(f"--shards must be between 1 and {MAX_SHARDS}")
+    pis = parse_pis(args.pis) if args.pis is not None else None
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     if args.shard_timeout is not None and args.shard_timeout <= 0:
@@ -151,6 +159,7 @@ def run_job(kind: str, rest: list[str]) -> int:
         progress=not args.json,
         headers=headers,
         code=code,
+        pis=pis,
     )
     recorder = Recorder()
     recorder.start(

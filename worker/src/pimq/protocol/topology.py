@@ -11,6 +11,13 @@ Per vhost:
   exclusive queue ``pimq.control.<host>.<pid>.<n>`` to it.
 * ``pimq.results`` direct exchange; the controller binds its per-job queue
   ``pimq.result.<job-id>`` with routing key = queue name = ``reply_to``.
+* ``pimq.job.<job-id>`` a *routed* job's shards (``pimq run --pis``): a
+  durable queue bound to the ``pimq.tasks`` exchange with routing key = its
+  name, declared by the controller (and, idempotently, by the workers that
+  consume it). Only the Pis named in the job's route announcement on
+  ``pimq.control`` consume it; a Pi that dies gives its unacked shards back to
+  this queue, where the route's other Pis take them. It expires like a result
+  queue once nobody uses it.
 
 Both the worker and the controller declare the shared part idempotently with
 the same arguments (:data:`SHARED`). The fixed message properties live here
@@ -31,6 +38,7 @@ CONTROL = "pimq.control"
 RESULTS = "pimq.results"
 RESULT_PREFIX = "pimq.result."
 CONTROL_PREFIX = "pimq.control."
+JOB_PREFIX = "pimq.job."
 
 #: ``delivery_mode`` values.
 TRANSIENT = 1
@@ -65,6 +73,32 @@ def result_queue(job_id: str) -> str:
 
 def is_result_queue(name: str | None) -> bool:
     return name is not None and name.startswith(RESULT_PREFIX)
+
+
+def job_queue(job_id: str) -> str:
+    """The queue of a routed job's shards (bound to :data:`TASKS` by its name)."""
+    return JOB_PREFIX + job_id
+
+
+def is_job_queue(name: str | None) -> bool:
+    return name is not None and name.startswith(JOB_PREFIX)
+
+
+def task_key(queue: str) -> str:
+    """The routing key on the :data:`TASKS` exchange that reaches ``queue``
+    (``pimq.tasks`` itself, or a routed job's queue): where a retry goes back."""
+    return queue
+
+
+def job_queue_arguments() -> dict[str, Any]:
+    return {"x-expires": RESULT_QUEUE_EXPIRES_MS}
+
+
+def declare_job_queue(channel: Any, queue: str, on_done: Callable[[Any], None]) -> None:
+    """Declare a routed job's queue and bind it to :data:`TASKS` (asynchronous
+    channel); ``on_done(frame)`` gets the bind's confirmation."""
+    channel.queue_declare(queue=queue, durable=True, arguments=job_queue_arguments())
+    channel.queue_bind(queue=queue, exchange=TASKS, routing_key=task_key(queue), callback=on_done)
 
 
 def control_queue(host: str, pid: int, serial: int) -> str:

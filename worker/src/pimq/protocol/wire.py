@@ -43,7 +43,7 @@ from typing import Any
 
 import pika
 
-from pimq.protocol.topology import PERSISTENT, is_result_queue
+from pimq.protocol.topology import PERSISTENT, is_job_queue, is_result_queue
 
 H_JOB = "pimq-job"
 H_INDEX = "pimq-index"
@@ -319,3 +319,88 @@ def decode_control(body: bytes) -> tuple[str, str] | None:
     if not isinstance(job, str) or not JOB_RE.match(job):
         return None
     return job, str(doc.get("reason", "cancelled"))
+
+
+# -- routing (``pimq run --pis``): roll call and route announcements ----------
+PI_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def encode_rollcall(job: str, reply_to: str) -> bytes:
+    """Ask every worker serving the vhost to say who it is (on ``pimq.control``):
+    each answers with :func:`encode_here` to ``reply_to``."""
+    return json.dumps({"rollcall": job, "reply_to": reply_to}).encode()
+
+
+def decode_rollcall(body: bytes) -> tuple[str, str] | None:
+    """(job, reply_to) of a roll call, or None."""
+    doc = _doc(body)
+    job, reply_to = doc.get("rollcall"), doc.get("reply_to")
+    if isinstance(job, str) and JOB_RE.match(job) and is_result_queue(reply_to):
+        return job, str(reply_to)
+    return None
+
+
+@dataclass(frozen=True)
+class Here:
+    """A worker's answer to a roll call."""
+
+    worker: str
+    busy: int = 0  # pool processes running shards now
+    processes: int = 1
+    #: the student's datasets this Pi holds (their SHA-256 digests)
+    datasets: tuple[str, ...] = ()
+
+
+def encode_here(job: str, here: Here) -> bytes:
+    doc = {
+        "here": here.worker,
+        "job": job,
+        "busy": here.busy,
+        "processes": here.processes,
+        "datasets": list(here.datasets),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_here(body: bytes) -> tuple[str, Here] | None:
+    """(job, answer) of a roll-call answer, or None if the body is none."""
+    if not body.startswith(b'{"here"'):
+        return None
+    doc = _doc(body)
+    worker, job = doc.get("here"), doc.get("job")
+    if not (isinstance(worker, str) and PI_NAME_RE.match(worker) and isinstance(job, str)):
+        return None
+    data = doc.get("datasets")
+    data = data if isinstance(data, list) else []
+    datasets = tuple(d for d in data if isinstance(d, str) and DIGEST_RE.match(d))
+    busy, processes = doc.get("busy", 0), doc.get("processes", 1)
+    return job, Here(
+        worker,
+        busy if isinstance(busy, int) else 0,
+        processes if isinstance(processes, int) and processes > 0 else 1,
+        datasets,
+    )
+
+
+def encode_route(job: str, queue: str, pis: list[str]) -> bytes:
+    """The Pis that take ``job``'s shards from ``queue`` (re-announced while it runs)."""
+    return json.dumps({"route": job, "queue": queue, "pis": sorted(pis)}).encode()
+
+
+def decode_route(body: bytes) -> tuple[str, str, tuple[str, ...]] | None:
+    """(job, queue, Pi names) of a route announcement, or None."""
+    doc = _doc(body)
+    job, queue, pis = doc.get("route"), doc.get("queue"), doc.get("pis")
+    if not (isinstance(job, str) and JOB_RE.match(job) and is_job_queue(queue)):
+        return None
+    if not isinstance(pis, list) or not all(isinstance(p, str) for p in pis):
+        return None
+    return job, str(queue), tuple(pis)
+
+
+def _doc(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

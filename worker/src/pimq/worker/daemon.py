@@ -33,10 +33,15 @@ log = logging.getLogger(__name__)
 
 class Worker:
     def __init__(
-        self, cfg: WorkerConfig, drain_timeout: float = 30.0, log_shards: bool = True
+        self,
+        cfg: WorkerConfig,
+        drain_timeout: float = 30.0,
+        log_shards: bool = True,
+        name: str | None = None,
     ) -> None:
         self.cfg = cfg
-        self.name = socket.gethostname()
+        #: this Pi's name in results and routes (``pimq run --pis pi1,pi2``)
+        self.name = name or socket.gethostname()
         self.drain_timeout = drain_timeout
         self.log_shards = log_shards
         self.ioloop = IOLoop()
@@ -130,6 +135,10 @@ class Worker:
             return (s.kind, s.body, s.params_json, s.index, module)
         return (s.kind, s.body, s.params_json, s.index)
 
+    def datasets_of(self, student: str) -> list[str]:
+        """The digests of the student's datasets this Pi holds (roll-call answers)."""
+        return []
+
     def stop_job(self, link: VhostLink, job: str, reason: str, module: bool) -> int:
         """The job ended (done, cancelled, failed): end its running shards here,
         and its sandboxes; how many shards were stopped."""
@@ -162,6 +171,8 @@ class Worker:
         for link in self.links:
             if link.waiting_since:
                 link.expire_waiting(now)
+            if link.routes:
+                link.expire_routes(now)
         if self.signalled and not self.stopping:
             self.begin_stop()
         if self.stopping:
