@@ -437,6 +437,16 @@ class FakeChannel:
         count = len(q.messages) if q else 0
         self._later(callback, SimpleNamespace(message_count=count))
 
+    def queue_purge(self, queue: str, callback: Callable[..., None] | None = None) -> None:
+        self._check()
+        q = self.vhost.queues.get(queue)
+        if q is None:
+            self.fail(404, f"NOT_FOUND - no queue '{queue}'")
+            return
+        count = len(q.messages)
+        q.messages.clear()
+        self._later(callback, SimpleNamespace(message_count=count))
+
     def basic_qos(self, prefetch_count: int = 0, global_qos: bool = False, **_: Any) -> None:
         self._check()
         if global_qos:

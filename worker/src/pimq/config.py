@@ -40,6 +40,8 @@ class WorkerConfig:
     sandbox_socket: str = "/run/pimq-sandbox/sandbox.sock"
     #: the room's per-shard wall-clock limit in seconds (students may ask for less)
     shard_timeout: int = 600
+    #: this Pi's name in results and routes (``pimq run --pis``); "" = its host name
+    name: str = ""
 
     def pool_size(self) -> int:
         return self.processes or os.cpu_count() or 1
@@ -155,6 +157,7 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
             "store",
             "sandbox_socket",
             "shard_timeout",
+            "name",
         },
     )
     ca = _ca(p, data)
@@ -182,6 +185,7 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
             else WorkerConfig.sandbox_socket
         ),
         shard_timeout=_int(p, data, "shard_timeout", 600, 1, 7 * 24 * 3600),
+        name=_str(p, data, "name") if "name" in data else "",
     )
 
 

@@ -428,8 +428,10 @@ class Controller(Link):
         Withdrawal(self.conn, self.ioloop, self.job, m.message_count, done).start()
 
     def _close(self, ch: Any) -> None:
-        if ch is not None and ch.is_open and self.router is not None:
-            ch.queue_delete(queue=self.router.queue)  # a routed job's shards left, if any
+        if ch is not None and ch.is_open and self.router is not None and self.error is not None:
+            # a routed job's shards left over; the queue itself expires unused
+            # (deleted now, it could close the channel of a Pi consuming it again)
+            ch.queue_purge(queue=self.router.queue)
         if ch is not None and ch.is_open:
             ch.queue_delete(queue=self.queue, callback=lambda _f: self.conn.close())
         elif self.conn is not None and self.conn.is_open:

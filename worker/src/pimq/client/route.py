@@ -203,7 +203,14 @@ class Router:
         if ch is None or not ch.is_open or ch is not self.channel or self.calling is not None:
             return
         self.announce()
-        ch.queue_declare(queue=self.queue, passive=True, callback=self._on_counted)
+        # declared again, not passively: that also keeps an unconsumed queue
+        # (every Pi of the route gone, none to replace them) from expiring
+        ch.queue_declare(
+            queue=self.queue,
+            durable=True,
+            arguments=topology.job_queue_arguments(),
+            callback=self._on_counted,
+        )
 
     def _on_counted(self, frame: Any) -> None:
         if frame.method.consumer_count >= len(self.pis):

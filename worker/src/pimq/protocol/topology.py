@@ -16,8 +16,9 @@ Per vhost:
   name, declared by the controller (and, idempotently, by the workers that
   consume it). Only the Pis named in the job's route announcement on
   ``pimq.control`` consume it; a Pi that dies gives its unacked shards back to
-  this queue, where the route's other Pis take them. It expires like a result
-  queue once nobody uses it.
+  this queue, where the route's other Pis take them. Nobody deletes it
+  (a worker may be consuming it again just then: a deleted queue would close
+  its channel); it expires a minute after the last consumer left.
 
 Both the worker and the controller declare the shared part idempotently with
 the same arguments (:data:`SHARED`). The fixed message properties live here
@@ -90,8 +91,13 @@ def task_key(queue: str) -> str:
     return queue
 
 
+#: a routed job's queue disappears this long after nobody uses it (its Pis
+#: leave it when the job ends, or 30 s after its controller went quiet)
+JOB_QUEUE_EXPIRES_MS = 60 * 1000
+
+
 def job_queue_arguments() -> dict[str, Any]:
-    return {"x-expires": RESULT_QUEUE_EXPIRES_MS}
+    return {"x-expires": JOB_QUEUE_EXPIRES_MS}
 
 
 def declare_job_queue(channel: Any, queue: str, on_done: Callable[[Any], None]) -> None:

@@ -41,7 +41,7 @@ class Worker:
     ) -> None:
         self.cfg = cfg
         #: this Pi's name in results and routes (``pimq run --pis pi1,pi2``)
-        self.name = name or socket.gethostname()
+        self.name = name or cfg.name or socket.gethostname()
         self.drain_timeout = drain_timeout
         self.log_shards = log_shards
         self.ioloop = IOLoop()
