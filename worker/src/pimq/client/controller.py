@@ -293,8 +293,12 @@ class Controller(Link):
         return None
 
     def _publish(self, ch: Any, index: int, body: bytes) -> None:
+        headers = self.headers
+        ranges = getattr(self.bodies, "headers_for", None)  # a dataset on the Pis
+        if ranges is not None:
+            headers = {**headers, **ranges(index)}
         props = shard_properties(
-            self.job, index, self.count, self.kind, self.params_json, self.queue, 0, self.headers
+            self.job, index, self.count, self.kind, self.params_json, self.queue, 0, headers
         )
         ch.basic_publish(topology.TASKS, topology.task_key(self.target), body, props)
         self.confirms.published(lambda ok, i=index: self._on_shard_confirm(i, ok))
@@ -311,6 +315,9 @@ class Controller(Link):
         results, count = self.results, self.count
         for result in batch:
             if result.job != self.job or not 0 <= result.index < count:
+                continue
+            if not result.ok and result.missing and hasattr(self.bodies, "send_bytes"):
+                self._send_bytes(result.index)
                 continue
             if not result.ok:
                 lines = result.traceback.rstrip().splitlines()
@@ -332,6 +339,14 @@ class Controller(Link):
             self.progress.update(len(results))
         if len(results) == count:
             self._finish()
+
+    def _send_bytes(self, index: int) -> None:
+        """The Pi lacked the shard's dataset: the shard goes again with its bytes."""
+        self.bodies.send_bytes(index)  # type: ignore[union-attr]
+        self.confirmed.discard(index)
+        body = self._body(index)
+        if body is not None and self.channel is not None and self.channel.is_open:
+            self._publish(self.channel, index, body)
 
     def _ack_later(self, ch: Any, tag: int) -> None:
         """One ``multiple`` ack for all results read in one I/O round."""

@@ -53,6 +53,8 @@ class PiChoice:
     names: tuple[str, ...] = ()
     #: a dataset's digest: Pis that hold it are chosen first
     prefer: str = ""
+    #: no ``--pis``, a job over a dataset: every Pi that holds it (all if none does)
+    holders: bool = False
 
     @property
     def wanted(self) -> int:
@@ -83,6 +85,11 @@ def choose(choice: PiChoice, answers: dict[str, Here], vhost: str) -> list[str]:
     """The Pis of the route, from the roll call's ``answers``; a
     :class:`UsageError` if the room cannot give what ``choice`` asks."""
     serving = ", ".join(sorted(answers)) or "none"
+    if choice.holders:
+        if not answers:
+            raise UsageError(f"no Pi serves vhost {vhost!r} now")
+        held = sorted(n for n, h in answers.items() if choice.prefer in h.datasets)
+        return held or sorted(answers)
     if choice.names:
         unknown = [n for n in choice.names if n not in answers]
         if unknown:
@@ -156,6 +163,10 @@ class Router:
                 self._end_rollcall()
         return True
 
+    def holds(self, digest: str) -> bool:
+        """Does a Pi of the route hold dataset ``digest`` (by the roll call)?"""
+        return any(digest in self.answers[p].datasets for p in self.pis if p in self.answers)
+
     # -- roll call ----------------------------------------------------------
     def _rollcall(self, expected: int, then: Callable[[], None]) -> None:
         self.answers = {}
@@ -168,6 +179,8 @@ class Router:
     def _enough(self) -> bool:
         if len(self.answers) < self.expected:
             return False
+        if self.choice.holders:
+            return True
         if self.choice.names:
             return all(n in self.answers for n in self.choice.names)
         return len(self.answers) >= self.choice.count
@@ -228,7 +241,8 @@ class Router:
         if not gone:
             return
         others = [h for name, h in self.answers.items() if name not in self.pis]
-        wanted = self.choice.wanted if not self.choice.names else (0 if alive else 1)
+        named = self.choice.names or self.choice.holders
+        wanted = (0 if alive else 1) if named else self.choice.wanted
         added = rank(self.choice, others)[: max(0, wanted - len(alive))]
         if not alive and not added:
             return  # nobody there: the shards wait in the job queue for the route's Pis

@@ -7,16 +7,19 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from pimq import jobs
 from pimq.client.controller import Controller, JobOutcome
+from pimq.client.data import RangeBodies, dataset_in, find
 from pimq.client.history import Recorder
 from pimq.client.module import StudentModule, load_module, looks_like_path
-from pimq.client.route import parse_pis
+from pimq.client.route import PiChoice, parse_pis
 from pimq.client.state import track_job, untrack_job
 from pimq.config import load_student_config, student_config_path
 from pimq.errors import JobFailed, PimqError, UsageError
+from pimq.jobs.split import FileSlices
 from pimq.protocol.wire import H_CODE, H_SHARD_TIMEOUT, MODULE_KIND
 
 # More shards than this only adds overhead (and takes minutes to publish).
@@ -128,6 +131,15 @@ def run_job(kind: str, rest: list[str]) -> int:
             raise UsageError(str(exc)) from None
         if not isinstance(bodies, Sequence):  # a generator, say
             bodies = list(bodies)
+        router = None if args.local else controller.router
+        if (
+            router is not None
+            and digest
+            and isinstance(bodies, FileSlices)
+            and router.holds(digest)
+            and find(bodies.path) == digest
+        ):
+            bodies = RangeBodies(bodies, digest)  # the Pis read their own copy
         return bodies if len(bodies) else [b""]
 
     if args.local:
@@ -141,6 +153,10 @@ def run_job(kind: str, rest: list[str]) -> int:
             print(jobs.render(module, result, job_params))
         return 0
     cfg = load_student_config(student_config_path(args.config), args.host)
+    # a file already put (pimq data put): routed to the Pis that hold it
+    digest = dataset_in(rest)
+    if digest:
+        pis = PiChoice(holders=True, prefer=digest) if pis is None else replace(pis, prefer=digest)
     headers: dict[str, Any] = {}
     if args.shard_timeout:
         headers[H_SHARD_TIMEOUT] = max(1, round(args.shard_timeout * 1000))

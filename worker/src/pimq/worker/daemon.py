@@ -25,7 +25,7 @@ from pimq.protocol.wire import MODULE_KIND
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import MAX_BATCH, Pace
 from pimq.worker.pool import ShardPool
-from pimq.worker.store import CodeStore
+from pimq.worker.store import CodeStore, DataStore
 from pimq.worker.vhost import Delivery, VhostLink
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Worker:
         self.pool_size = cfg.pool_size()
         self.pool = ShardPool(self.pool_size, self.ioloop, self._done)
         self.store = CodeStore(cfg.store)
+        self.datastore = DataStore(cfg.store)
         self.ready: deque[VhostLink] = deque()
         self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
         self.stopping = False
@@ -128,16 +129,16 @@ class Worker:
 
     def _task(self, d: Delivery) -> tuple:
         s = d.shard
+        body: bytes | tuple = s.body
+        if s.data is not None:  # read by the pool process from this Pi's copy
+            digest, start, end = s.data
+            body = (str(self.datastore.path(d.link.vhost, digest)), start, end)
         if s.kind == MODULE_KIND:
             cfg = self.cfg
             filename = d.link.module_files.get(s.code, "module.py")
             module = (cfg.store, cfg.sandbox_socket, d.link.vhost, s.job, s.code, filename)
-            return (s.kind, s.body, s.params_json, s.index, module)
-        return (s.kind, s.body, s.params_json, s.index)
-
-    def datasets_of(self, student: str) -> list[str]:
-        """The digests of the student's datasets this Pi holds (roll-call answers)."""
-        return []
+            return (s.kind, body, s.params_json, s.index, module)
+        return (s.kind, body, s.params_json, s.index)
 
     def stop_job(self, link: VhostLink, job: str, reason: str, module: bool) -> int:
         """The job ended (done, cancelled, failed): end its running shards here,

@@ -30,13 +30,17 @@ from pimq.protocol.wire import (
     Shard,
     decode_code,
     decode_control,
+    decode_data_put,
+    decode_data_rm,
     decode_rollcall,
     decode_route,
     encode_here,
     encode_results,
     parse_shard,
+    shard_result,
 )
 from pimq.worker import retry
+from pimq.worker.datasets import Datasets
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import Pace
 from pimq.worker.store import StoreError
@@ -108,6 +112,8 @@ class VhostLink(Link):
         self.routes: dict[str, tuple[str, float]] = {}
         #: consumer tags of the routed jobs' queues consumed now, by queue
         self.route_tags: dict[str, str] = {}
+        #: the student's datasets on this Pi: uploads arriving, removals
+        self.data = Datasets(self, worker.datastore, worker.cfg.dataset_quota())
 
     # -- connection life cycle -------------------------------------------
     def connect(self) -> None:
@@ -120,6 +126,7 @@ class VhostLink(Link):
     def on_down(self, why: str, was_open: bool) -> None:
         self.consumer_tag = None
         self.route_tags.clear()
+        self.data.lost()
         self.reconsume = False
         self.closed = True
         self.pending.clear()  # unacked: the broker redelivers them
@@ -311,6 +318,9 @@ class VhostLink(Link):
             self.settle(self.generation, [tag], True)
             return
         delivery = Delivery(self, self.generation, tag, props, shard, queue)
+        if shard.data is not None and not self.worker.datastore.has(self.vhost, shard.data[0]):
+            self._missing_data(delivery)
+            return
         if shard.kind == MODULE_KIND:
             self._remember_module_job(shard.job)
             if not self.worker.store.has(self.vhost, shard.code):
@@ -324,6 +334,23 @@ class VhostLink(Link):
             return
         self.pending.append(delivery)
         self.worker.enqueue(self)
+
+    def _missing_data(self, d: Delivery) -> None:
+        """A shard over a dataset this Pi does not hold (it joined after the
+        put, its disk was wiped, or the dataset is another student's): its
+        controller sends it again with the bytes; acked once that is said."""
+        shard = d.shard
+        assert shard.data is not None
+        error = f"dataset {shard.data[0][:12]} is not on {self.worker_name}"
+        entry = shard_result(shard.index, False, error=error, missing=True)
+        generation = self.generation
+        self.publish(
+            topology.RESULTS,
+            shard.reply_to,
+            encode_results(shard.job, self.worker_name, [entry]),
+            topology.RESULT_PROPS,
+            lambda ok: self.settle(generation, [d.tag], ok),
+        )
 
     def _remember_module_job(self, job: str) -> None:
         self.module_jobs[job] = None
@@ -366,7 +393,7 @@ class VhostLink(Link):
             self.worker_name,
             self.worker.pool.busy,
             self.worker.pool_size,
-            tuple(self.worker.datasets_of(self.vhost)),
+            tuple(self.data.digests()),
         )
         self.publish(topology.RESULTS, reply_to, encode_here(job, here), topology.RESULT_PROPS)
 
@@ -407,6 +434,14 @@ class VhostLink(Link):
         route = decode_route(body)
         if route is not None:
             self._on_route(*route)
+            return
+        put = decode_data_put(body)
+        if put is not None:
+            self.data.on_put(put)
+            return
+        rm = decode_data_rm(body)
+        if rm is not None:
+            self.data.on_rm(*rm)
             return
         control = decode_control(body)
         if control is None:
