@@ -123,6 +123,8 @@ def run_job(kind: str, rest: list[str]) -> int:
         raise UsageError(str(exc)) from None
     params_json = json.dumps(job_params, sort_keys=True, separators=(",", ":"))
 
+    used: list[str] = []  # the dataset whose ranges the shards carry, if any
+
     def make_bodies(consumers: int) -> Sequence[bytes]:
         shards = args.shards or default_shards(consumers)
         try:
@@ -140,6 +142,7 @@ def run_job(kind: str, rest: list[str]) -> int:
             and find(bodies.path) == digest
         ):
             bodies = RangeBodies(bodies, digest)  # the Pis read their own copy
+            used.append(digest)
         return bodies if len(bodies) else [b""]
 
     if args.local:
@@ -214,6 +217,10 @@ def run_job(kind: str, rest: list[str]) -> int:
         has_result=True,
     )
     doc = summary(kind, job_params, outcome, result)
+    doc["dataset"] = used[0] if used else None
+    if used:
+        sent = len(getattr(controller.bodies, "full", ()))
+        doc["shards_sent_with_bytes"] = sent
     if args.json:
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")

@@ -342,6 +342,14 @@ class VhostLink(Link):
         shard = d.shard
         assert shard.data is not None
         error = f"dataset {shard.data[0][:12]} is not on {self.worker_name}"
+        log.info(
+            "vhost %s: job %s shard %d names dataset %s, not held for this student: "
+            "asking for its bytes",
+            self.vhost,
+            shard.job,
+            shard.index + 1,
+            shard.data[0][:12],
+        )
         entry = shard_result(shard.index, False, error=error, missing=True)
         generation = self.generation
         self.publish(
