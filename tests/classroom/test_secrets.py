@@ -47,6 +47,7 @@ def test_worker_config_is_root_pimq_0640(converged, room, creds):
             "store": "/var/lib/pimq/store",
             "sandbox_socket": "/run/pimq-sandbox/sandbox.sock",
             "shard_timeout": 600,
+            "dataset_quota_mb": 1024,
         }
 
 
