@@ -61,6 +61,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     return data.remove(cfg, args.name)
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from pimq.client.experiment import run_experiment
+
+    if args.kind in (None, "-h", "--help"):
+        print(
+            "usage: pimq experiment KIND ARGS --upto N [--repeats R] [--png FILE] [--json]\n\n"
+            "The same job on 1, 2, ... N Pis, R times each (3), against one process on\n"
+            "the head: a table of wall times and speedups, and a PNG plot (FILE, default\n"
+            "experiment-KIND.png) when matplotlib is installed. ARGS are the kind's\n"
+            "(pimq run KIND --help); a file put with pimq data put is read on the Pis."
+        )
+        return 0 if args.kind else 2
+    return run_experiment(args.kind, args.rest)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from pimq.client.status import status
 
@@ -231,6 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", metavar="KIND")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "experiment",
+        help="the same job on 1..N Pis against one process on the head (pimq experiment --help)",
+        add_help=False,
+        epilog=EPILOG,
+    )
+    p.add_argument("kind", nargs="?")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser(
         "data",
