@@ -45,8 +45,8 @@ integration: setup ## the runtime against a real RabbitMQ, with the newest pika 
 	$(PYTEST) tests/integration
 	.venv-deb/bin/python -m pytest tests/integration
 
-classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running
-	@$(PY) tests/harness/classroom.py up --workers $(WORKERS) --inventory $(LOCAL)
+classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running [LINK=gigabit|100mbit|wifi]
+	@$(PY) tests/harness/classroom.py up --workers $(WORKERS) --inventory $(LOCAL) --link "$(LINK)"
 
 provision: classroom ## run playbooks/site.yml on the simulated classroom
 	$(ANSIBLE_PLAYBOOK) -i $(LOCAL) playbooks/site.yml

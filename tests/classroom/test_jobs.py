@@ -61,6 +61,18 @@ def test_wordcount_of_the_45MB_corpus_equals_grep(room: nodes.Room, corpus) -> N
     assert sum(doc["workers"].values()) == doc["shards"]
 
 
+def test_wordcount_on_one_pi_runs_every_shard_there(room: nodes.Room, corpus) -> None:
+    """``--pis 1``: one Pi (any) takes the whole job, the others none of it."""
+    path, expected = corpus
+    doc = outcome(
+        run_job(room, "wordcount", "--word", "more", path, "--shards", "16", "--pis", "1")
+    )
+    assert doc["result"] == expected
+    assert len(doc["workers"]) == 1, doc["workers"]
+    assert set(doc["workers"]) <= set(room.workers)
+    assert sum(doc["workers"].values()) == doc["shards"] == 16
+
+
 def docker(*args: str) -> None:
     subprocess.run(["docker", *args], check=True, capture_output=True)
 

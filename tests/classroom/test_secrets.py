@@ -49,6 +49,7 @@ def test_worker_config_is_root_pimq_0640(converged, room, creds):
             "sandbox_socket": "/run/pimq-sandbox/sandbox.sock",
             "shard_timeout": 600,
             "consumer_timeout": 1800,
+            "dataset_quota_mb": 1024,
         }
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The simulated classroom: Docker containers standing in for Raspberry Pis.
 
-    classroom.py up [--workers N]    bring it up (or reuse it), write the inventory
+    classroom.py up [--workers N] [--link gigabit|100mbit|wifi]
+                                     bring it up (or reuse it), write the inventory;
+                                     --link shapes every node's link (link.py)
     classroom.py down                remove containers, network, inventory and keys
     classroom.py status              what is running
 
@@ -310,7 +312,7 @@ def write_inventory(room: Room, ips: dict[str, str], pubkey: str) -> None:
     (room.inventory / "group_vars" / "all.yml").write_text(group_vars)
 
 
-def up(room: Room, workers: int) -> None:
+def up(room: Room, workers: int, link: str = "") -> None:
     ensure_engine()
     nodes = node_names(workers)
     check_name_clash(room, nodes)
@@ -349,6 +351,17 @@ def up(room: Room, workers: int) -> None:
     for node in nodes:
         wait_ssh(room, ips[node])
     write_inventory(room, ips, pubkey)
+    from link import PROFILES, LinkError, shape
+
+    if link and link not in PROFILES:
+        raise ClassroomError(f"LINK={link}: choose one of {', '.join(PROFILES)} (or leave it out)")
+    try:
+        for node in nodes:
+            done = shape(room.container(node), link or None)
+            if link:
+                say(f"link {done}")
+    except LinkError as exc:
+        raise ClassroomError(f"the links could not be shaped: {exc}") from None
     say(f"up: {', '.join(f'{n}={ips[n]}' for n in nodes)}; inventory in {room.inventory}")
 
 
@@ -404,13 +417,18 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / "inventory" / "local",
         help="where the generated inventory goes (default: inventory/local)",
     )
+    p.add_argument(
+        "--link",
+        default=os.environ.get("LINK", ""),
+        help="shape every node's link: gigabit, 100mbit or wifi (default: $LINK, unshaped)",
+    )
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
     room = Room(args.prefix, args.inventory.resolve())
     try:
         {
-            "up": lambda: up(room, args.workers),
+            "up": lambda: up(room, args.workers, args.link),
             "down": lambda: down(room),
             "status": lambda: status(room),
         }[args.action]()

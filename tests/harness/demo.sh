@@ -25,3 +25,10 @@ say "alice runs: pimq run wordcount --word more corpus.txt   (grep -ow says: $ex
 out=$(ssh_student -t "alice@$head" 'pimq run wordcount --word more corpus.txt' | tee /dev/stderr)
 grep -q "occurs $expected times" <<<"$out" || { say "pimq's answer is not grep's ($expected)"; exit 1; }
 say "pimq and grep agree: $expected"
+say "alice puts the corpus on every Pi once: pimq data put corpus.txt"
+ssh_student "alice@$head" 'pimq data put corpus.txt'
+say "alice runs it again: the shards carry byte ranges only, each Pi reads its own copy"
+out=$(ssh_student -t "alice@$head" 'pimq run wordcount --word more corpus.txt' | tee /dev/stderr)
+grep -q "occurs $expected times" <<<"$out" || { say "pimq's answer is not grep's ($expected)"; exit 1; }
+say "alice measures it: pimq experiment wordcount --word more corpus.txt --upto 3 (1, 2, 3 Pis against one process on the head)"
+ssh_student "alice@$head" 'pimq experiment wordcount --word more corpus.txt --upto 3 --repeats 2'

@@ -459,6 +459,16 @@ class FakeChannel:
         count = len(q.messages) if q else 0
         self._later(callback, SimpleNamespace(message_count=count))
 
+    def queue_purge(self, queue: str, callback: Callable[..., None] | None = None) -> None:
+        self._check()
+        q = self.vhost.queues.get(queue)
+        if q is None:
+            self.fail(404, f"NOT_FOUND - no queue '{queue}'")
+            return
+        count = len(q.messages)
+        q.messages.clear()
+        self._later(callback, SimpleNamespace(message_count=count))
+
     def basic_qos(self, prefetch_count: int = 0, global_qos: bool = False, **_: Any) -> None:
         self._check()
         if global_qos:
@@ -718,16 +728,19 @@ def make_room(monkeypatch: Any, tmp_path: Path) -> Room:
     return Room(broker, loop)
 
 
-def start_worker(room: Room, vhosts: tuple[str, ...], processes: int = 1, **cfg: Any) -> Any:
-    """A :class:`pimq.worker.daemon.Worker` on ``room``, consuming; ``cfg``:
-    more :class:`pimq.config.WorkerConfig` fields (``store``, ``sandbox_socket``)."""
+def start_worker(
+    room: Room, vhosts: tuple[str, ...], processes: int = 1, name: str | None = None, **cfg: Any
+) -> Any:
+    """A :class:`pimq.worker.daemon.Worker` on ``room``, consuming; ``name``: the
+    Pi's (several workers in one test need their own); ``cfg``: more
+    :class:`pimq.config.WorkerConfig` fields (``store``, ``sandbox_socket``)."""
     from pimq.config import WorkerConfig
     from pimq.worker.daemon import Worker
 
     config = WorkerConfig(
         host="fake", user=WORKER[0], password=WORKER[1], vhosts=vhosts, processes=processes, **cfg
     )
-    worker = Worker(config, log_shards=False)
+    worker = Worker(config, log_shards=False, name=name)
     worker.pool.start()
     for link in worker.links:
         link.connect()

@@ -31,10 +31,19 @@ def test_worker_config(tmp_path: Path) -> None:
     assert "s3cret" not in repr(cfg)
 
 
+def test_worker_config_name_and_dataset_quota(tmp_path: Path) -> None:
+    cfg = load_worker_config(write(tmp_path, WORKER))
+    assert cfg.name == "" and cfg.dataset_quota() == 1024 * 2**20
+    cfg = load_worker_config(write(tmp_path, WORKER + "name: pi7\ndataset_quota_mb: 3\n"))
+    assert cfg.name == "pi7" and cfg.dataset_quota() == 3 * 2**20
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         (WORKER + "colour: red\n", "unknown key(s): colour"),
+        (WORKER + "dataset_quota_mb: -1\n", "dataset_quota_mb must be an integer"),
+        (WORKER + "name: ''\n", "name must be a non-empty string"),
         (WORKER.replace("user: pimq-worker\n", ""), "missing key(s): user"),
         (WORKER.replace("port: 5672", "port: lots"), "port must be an integer"),
         (WORKER.replace("[alice, bob]", "alice"), "vhosts must be a list"),

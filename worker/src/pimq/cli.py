@@ -51,6 +51,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_job(args.kind, args.rest)
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from pimq.client import data
+
+    cfg = _student(args)
+    if args.verb == "put":
+        return data.put(cfg, args.file, args.name, progress=not args.quiet)
+    if args.verb == "list":
+        return data.listing(cfg, args.json)
+    return data.remove(cfg, args.name)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from pimq.client.experiment import run_experiment
+
+    if args.kind in (None, "-h", "--help"):
+        print(
+            "usage: pimq experiment KIND ARGS --upto N [--repeats R] [--png FILE] [--json]\n\n"
+            "The same job on 1, 2, ... N Pis, R times each (3), against one process on\n"
+            "the head: a table of wall times and speedups, and a PNG plot (FILE, default\n"
+            "experiment-KIND.png) when matplotlib is installed. ARGS are the kind's\n"
+            "(pimq run KIND --help); a file put with pimq data put is read on the Pis."
+        )
+        return 0 if args.kind else 2
+    return run_experiment(args.kind, args.rest)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from pimq.client.status import status
 
@@ -240,6 +266,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", metavar="KIND")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "experiment",
+        help="the same job on 1..N Pis against one process on the head (pimq experiment --help)",
+        add_help=False,
+        epilog=EPILOG,
+    )
+    p.add_argument("kind", nargs="?")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser(
+        "data",
+        help="your datasets on the Pis: put once, then pimq run reads them there",
+        description="Ship a file to every Pi that serves you once (checksummed, kept in "
+        "your own store on each Pi, within your quota); pimq run over that same file "
+        "then sends only byte ranges.",
+    )
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="put|list|rm")
+    v = verbs.add_parser("put", parents=[student], help="copy FILE to every Pi serving you")
+    v.add_argument("file", metavar="FILE")
+    v.add_argument("--name", help="its name in pimq data list (default: the file's name)")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=cmd_data)
+    v = verbs.add_parser("list", parents=[student], help="your datasets and the Pis holding them")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_data)
+    v = verbs.add_parser("rm", parents=[student], help="remove a dataset from every Pi")
+    v.add_argument("name", metavar="NAME", help="its name or checksum (pimq data list)")
+    v.set_defaults(func=cmd_data)
 
     p = sub.add_parser("status", parents=[student], help="queues and workers of your vhost")
     p.add_argument("--json", action="store_true")

@@ -43,6 +43,13 @@ class WorkerConfig:
     #: the broker's consumer_timeout in seconds (0: none): a delivery not acked
     #: within it closes the channel, so no shard may be held that long
     consumer_timeout: int = 1800
+    #: this Pi's name in results and routes (``pimq run --pis``); "" = its host name
+    name: str = ""
+    #: room for each student's datasets (``pimq data put``) on this Pi, in MiB
+    dataset_quota_mb: int = 1024
+
+    def dataset_quota(self) -> int:
+        return self.dataset_quota_mb * 2**20
 
     def pool_size(self) -> int:
         return self.processes or os.cpu_count() or 1
@@ -159,6 +166,8 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
             "sandbox_socket",
             "shard_timeout",
             "consumer_timeout",
+            "name",
+            "dataset_quota_mb",
         },
     )
     ca = _ca(p, data)
@@ -187,6 +196,8 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         ),
         shard_timeout=_int(p, data, "shard_timeout", 600, 1, 7 * 24 * 3600),
         consumer_timeout=_int(p, data, "consumer_timeout", 1800, 0, 7 * 24 * 3600),
+        name=_str(p, data, "name") if "name" in data else "",
+        dataset_quota_mb=_int(p, data, "dataset_quota_mb", 1024, 0, 2**24),
     )
 
 

@@ -31,6 +31,7 @@ import pika.exceptions as px
 from pika.adapters.select_connection import IOLoop
 
 from pimq.client.progress import Progress
+from pimq.client.route import PiChoice, Router
 from pimq.client.withdraw import Withdrawal
 from pimq.config import StudentConfig
 from pimq.errors import (
@@ -121,6 +122,7 @@ class Controller(Link):
         headers: dict[str, Any] | None = None,
         code: tuple[str, str, str] | None = None,
         queue_wait: float = QUEUE_WAIT,
+        pis: PiChoice | None = None,
     ) -> None:
         super().__init__(IOLoop(), amqp.student_parameters(cfg, self.connection_name), cfg.where())
         self.cfg = cfg
@@ -161,6 +163,9 @@ class Controller(Link):
         self.pump_at = float("inf")
         self.full_timer: Any = None
         self.refuse_backoff = Backoff(0.1, 2.0)
+        #: ``--pis``: the job's own queue and the Pis that take it (:mod:`pimq.client.route`)
+        self.router = Router(self, pis) if pis is not None else None
+        self.target = self.router.queue if self.router else topology.TASKS
 
     # -- public ------------------------------------------------------------
     def run(self) -> JobOutcome:
@@ -238,6 +243,11 @@ class Controller(Link):
         ch.queue_declare(queue=topology.TASKS, durable=True, callback=self._on_tasks_declared)
 
     def _on_tasks_declared(self, frame: Any) -> None:
+        router = self.router
+        if router is not None and not router.ready_on(self.channel):
+            consumers = frame.method.consumer_count
+            router.prepare(self.channel, consumers, lambda: self._on_tasks_declared(frame))
+            return
         if self.lost_since is not None:
             self._say("pimq: reconnected")
         self.lost_since = None
@@ -248,11 +258,14 @@ class Controller(Link):
             self.confirmed.clear()
         else:
             self.connected_once = True
-            self.bodies = self.make_bodies(frame.method.consumer_count)
+            consumers = len(router.pis) if router else frame.method.consumer_count
+            self.bodies = self.make_bodies(consumers)
             if self.want_progress:
                 self.progress = Progress(self.count)
             self._say(f"pimq: job {self.job}: {self.count} shard(s) of {self.kind} queued")
-            if frame.method.consumer_count == 0:
+            if router is not None:
+                self._say(f"pimq: on {', '.join(router.pis)} ({topology.JOB_PREFIX}{self.job})")
+            elif frame.method.consumer_count == 0:
                 self._say(
                     f"pimq: no worker is serving vhost {self.cfg.vhost!r} yet; "
                     "shards wait in pimq.tasks"
@@ -399,10 +412,14 @@ class Controller(Link):
         return None
 
     def _publish(self, ch: Any, index: int, body: bytes) -> None:
+        headers = self.headers
+        ranges = getattr(self.bodies, "headers_for", None)  # a dataset on the Pis
+        if ranges is not None:
+            headers = {**headers, **ranges(index)}
         props = shard_properties(
-            self.job, index, self.count, self.kind, self.params_json, self.queue, 0, self.headers
+            self.job, index, self.count, self.kind, self.params_json, self.queue, 0, headers
         )
-        ch.basic_publish(topology.TASKS, topology.TASKS, body, props)
+        ch.basic_publish(topology.TASKS, topology.task_key(self.target), body, props)
         self.inflight += 1
         size = len(body)
         self.confirms.published(lambda ok, i=index: self._on_shard_confirm(i, ok, size))
@@ -410,7 +427,7 @@ class Controller(Link):
     # -- gathering -----------------------------------------------------------
     def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         self._ack_later(ch, method.delivery_tag)
-        if self.finishing:
+        if self.finishing or (self.router is not None and self.router.on_result(body)):
             return
         try:
             batch = decode_results(body)
@@ -419,6 +436,9 @@ class Controller(Link):
         results, count = self.results, self.count
         for result in batch:
             if result.job != self.job or not 0 <= result.index < count:
+                continue
+            if not result.ok and result.missing and hasattr(self.bodies, "send_bytes"):
+                self._send_bytes(result.index)
                 continue
             if not result.ok:
                 lines = result.traceback.rstrip().splitlines()
@@ -441,6 +461,14 @@ class Controller(Link):
             self.progress.update(len(results))
         if len(results) == count:
             self._finish()
+
+    def _send_bytes(self, index: int) -> None:
+        """The Pi lacked the shard's dataset: the shard goes again with its bytes."""
+        self.bodies.send_bytes(index)  # type: ignore[union-attr]
+        self.confirmed.discard(index)
+        body = self._body(index)
+        if body is not None and self.channel is not None and self.channel.is_open:
+            self._publish(self.channel, index, body)
 
     def _ack_later(self, ch: Any, tag: int) -> None:
         """One ``multiple`` ack for all results read in one I/O round."""
@@ -510,7 +538,7 @@ class Controller(Link):
         # (the rest of a cancelled job, or duplicates after a reconnect).
         reason = "cancelled" if cancel else "done"
         self.publish(topology.CONTROL, "", encode_cancel(self.job, reason), topology.CONTROL_PROPS)
-        if cancel:  # once every shard published is in the queue (confirmed), look
+        if cancel and self.router is None:  # once every shard published is in the queue, look
             self.confirms.when_drained(
                 lambda: ch.queue_declare(
                     queue=topology.TASKS, passive=True, callback=self._on_tasks_looked
@@ -537,6 +565,10 @@ class Controller(Link):
         Withdrawal(self.conn, self.ioloop, self.job, m.message_count, done).start()
 
     def _close(self, ch: Any) -> None:
+        if ch is not None and ch.is_open and self.router is not None and self.error is not None:
+            # a routed job's shards left over; the queue itself expires unused
+            # (deleted now, it could close the channel of a Pi consuming it again)
+            ch.queue_purge(queue=self.router.queue)
         if ch is not None and ch.is_open:
             ch.queue_delete(queue=self.queue, callback=lambda _f: self.conn.close())
         elif self.conn is not None and self.conn.is_open:

@@ -20,8 +20,11 @@ def columns() -> int:
 
 
 class Progress:
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(
+        self, total: int, stream: TextIO | None = None, width: int = 30, unit: str = "shards"
+    ) -> None:
         self.total = total
+        self.unit = unit
         self.stream = stream or sys.stderr
         self.width = width
         self.enabled = self.stream.isatty()
@@ -31,7 +34,7 @@ class Progress:
 
     def line(self, done: int, elapsed: float, cols: int) -> str:
         """The bar for ``done`` of ``total`` shards, at most ``cols - 1`` wide."""
-        tail = f" {done}/{self.total} shards {elapsed:6.1f} s {self.note}".rstrip()
+        tail = f" {done}/{self.total} {self.unit} {elapsed:6.1f} s {self.note}".rstrip()
         room = cols - 1 - len(tail) - 2
         width = min(self.width, room)
         if width < 5:  # too narrow for a bar: the figures alone

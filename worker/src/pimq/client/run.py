@@ -7,15 +7,19 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from pimq import jobs
 from pimq.client.controller import QUEUE_WAIT, Controller, JobOutcome
+from pimq.client.data import RangeBodies, dataset_in, find
 from pimq.client.history import Recorder
 from pimq.client.module import StudentModule, load_module, looks_like_path
+from pimq.client.route import PiChoice, parse_pis
 from pimq.client.state import track_job, untrack_job
 from pimq.config import load_student_config, student_config_path
 from pimq.errors import JobFailed, PimqError, UsageError
+from pimq.jobs.split import FileSlices
 from pimq.protocol.wire import H_CODE, H_SHARD_TIMEOUT, MODULE_KIND
 
 # More shards than this only adds overhead (and takes minutes to publish).
@@ -37,6 +41,12 @@ def kind_parser(kind: str, module: Any) -> argparse.ArgumentParser:
     common = parser.add_argument_group("job options")
     common.add_argument("--shards", type=int, help="number of shards (default: 4 per worker)")
     common.add_argument("--timeout", type=float, help="give up after this many seconds")
+    common.add_argument(
+        "--pis",
+        metavar="N|PI,PI",
+        help="run on N Pis (any, the least busy) or on the Pis named (--pis pi1,pi2); "
+        "the others take none of its shards (default: every Pi)",
+    )
     common.add_argument(
         "--shard-timeout",
         type=float,
@@ -111,6 +121,7 @@ def run_job(kind: str, rest: list[str]) -> int:
     args = kind_parser(kind, module).parse_args(rest)
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         raise UsageError(f"--shards must be between 1 and {MAX_SHARDS}")
+    pis = parse_pis(args.pis) if args.pis is not None else None
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     if args.queue_wait <= 0:
@@ -123,6 +134,8 @@ def run_job(kind: str, rest: list[str]) -> int:
         raise UsageError(str(exc)) from None
     params_json = json.dumps(job_params, sort_keys=True, separators=(",", ":"))
 
+    used: list[str] = []  # the dataset whose ranges the shards carry, if any
+
     def make_bodies(consumers: int) -> Sequence[bytes]:
         shards = args.shards or default_shards(consumers)
         try:
@@ -131,6 +144,16 @@ def run_job(kind: str, rest: list[str]) -> int:
             raise UsageError(str(exc)) from None
         if not isinstance(bodies, Sequence):  # a generator, say
             bodies = list(bodies)
+        router = None if args.local else controller.router
+        if (
+            router is not None
+            and digest
+            and isinstance(bodies, FileSlices)
+            and router.holds(digest)
+            and find(bodies.path) == digest
+        ):
+            bodies = RangeBodies(bodies, digest)  # the Pis read their own copy
+            used.append(digest)
         return bodies if len(bodies) else [b""]
 
     if args.local:
@@ -144,6 +167,10 @@ def run_job(kind: str, rest: list[str]) -> int:
             print(jobs.render(module, result, job_params))
         return 0
     cfg = load_student_config(student_config_path(args.config), args.host)
+    # a file already put (pimq data put): routed to the Pis that hold it
+    digest = dataset_in(rest)
+    if digest:
+        pis = PiChoice(holders=True, prefer=digest) if pis is None else replace(pis, prefer=digest)
     headers: dict[str, Any] = {}
     if args.shard_timeout:
         headers[H_SHARD_TIMEOUT] = max(1, round(args.shard_timeout * 1000))
@@ -163,6 +190,7 @@ def run_job(kind: str, rest: list[str]) -> int:
         headers=headers,
         code=code,
         queue_wait=args.queue_wait,
+        pis=pis,
     )
     recorder = Recorder()
     recorder.start(
@@ -201,6 +229,10 @@ def run_job(kind: str, rest: list[str]) -> int:
         has_result=True,
     )
     doc = summary(kind, job_params, outcome, result)
+    doc["dataset"] = used[0] if used else None
+    if used:
+        sent = len(getattr(controller.bodies, "full", ()))
+        doc["shards_sent_with_bytes"] = sent
     if args.json:
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")

@@ -11,6 +11,17 @@ Per vhost:
   exclusive queue ``pimq.control.<host>.<pid>.<n>`` to it.
 * ``pimq.results`` direct exchange; the controller binds its per-job queue
   ``pimq.result.<job-id>`` with routing key = queue name = ``reply_to``.
+* ``pimq.data``    direct exchange; an upload's chunks (``pimq data put``) go
+  to it once with the upload's id as routing key and reach one queue per
+  receiving Pi, ``pimq.data.<upload>.<pi>``.
+* ``pimq.job.<job-id>`` a *routed* job's shards (``pimq run --pis``): a
+  durable queue bound to the ``pimq.tasks`` exchange with routing key = its
+  name, declared by the controller (and, idempotently, by the workers that
+  consume it). Only the Pis named in the job's route announcement on
+  ``pimq.control`` consume it; a Pi that dies gives its unacked shards back to
+  this queue, where the route's other Pis take them. Nobody deletes it
+  (a worker may be consuming it again just then: a deleted queue would close
+  its channel); it expires a minute after the last consumer left.
 
 Both the worker and the controller declare the shared part idempotently with
 the same arguments (:data:`SHARED`). The fixed message properties live here
@@ -31,6 +42,9 @@ CONTROL = "pimq.control"
 RESULTS = "pimq.results"
 RESULT_PREFIX = "pimq.result."
 CONTROL_PREFIX = "pimq.control."
+JOB_PREFIX = "pimq.job."
+DATA = "pimq.data"
+DATA_PREFIX = "pimq.data."
 
 #: ``delivery_mode`` values.
 TRANSIENT = 1
@@ -56,6 +70,7 @@ SHARED: tuple[tuple[str, ...], ...] = (
     ("bind", DEAD, DEAD, ""),
     ("exchange", CONTROL, "fanout"),
     ("exchange", RESULTS, "direct"),
+    ("exchange", DATA, "direct"),
 )
 
 
@@ -65,6 +80,53 @@ def result_queue(job_id: str) -> str:
 
 def is_result_queue(name: str | None) -> bool:
     return name is not None and name.startswith(RESULT_PREFIX)
+
+
+def job_queue(job_id: str) -> str:
+    """The queue of a routed job's shards (bound to :data:`TASKS` by its name)."""
+    return JOB_PREFIX + job_id
+
+
+def is_job_queue(name: str | None) -> bool:
+    return name is not None and name.startswith(JOB_PREFIX)
+
+
+def task_key(queue: str) -> str:
+    """The routing key on the :data:`TASKS` exchange that reaches ``queue``
+    (``pimq.tasks`` itself, or a routed job's queue): where a retry goes back."""
+    return queue
+
+
+#: a routed job's queue disappears this long after nobody uses it (its Pis
+#: leave it when the job ends, or 30 s after its controller went quiet)
+JOB_QUEUE_EXPIRES_MS = 60 * 1000
+
+
+def job_queue_arguments() -> dict[str, Any]:
+    return {"x-expires": JOB_QUEUE_EXPIRES_MS}
+
+
+def declare_job_queue(channel: Any, queue: str, on_done: Callable[[Any], None]) -> None:
+    """Declare a routed job's queue and bind it to :data:`TASKS` (asynchronous
+    channel); ``on_done(frame)`` gets the bind's confirmation."""
+    channel.queue_declare(queue=queue, durable=True, arguments=job_queue_arguments())
+    channel.queue_bind(queue=queue, exchange=TASKS, routing_key=task_key(queue), callback=on_done)
+
+
+#: an upload's queues disappear this long after nobody uses them
+DATA_QUEUE_EXPIRES_MS = 10 * 60 * 1000
+
+
+def data_queue(upload: str, pi: str) -> str:
+    """Where one Pi receives the chunks of one upload (``pimq data put``); bound
+    to the :data:`DATA` exchange with the upload's id as routing key, so each
+    chunk is published once and copied by the broker to every Pi's queue."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in pi)
+    return f"{DATA_PREFIX}{upload}.{safe}"
+
+
+def data_queue_arguments() -> dict[str, Any]:
+    return {"x-expires": DATA_QUEUE_EXPIRES_MS}
 
 
 def control_queue(host: str, pid: int, serial: int) -> str:

@@ -15,6 +15,9 @@ result queue, and these headers say what it is:
                       the first time: 0)
 ``pimq-code``         kind ``module`` only: the SHA-256 of the student's module
                       (its source travels once per job, see :func:`encode_code`)
+``pimq-data``         a shard over a dataset already on the Pis (``pimq data
+                      put``): ``<sha256>:<start>:<end>``, the byte range the
+                      worker reads from its own copy; the body is empty
 ``pimq-shard-timeout-ms`` the student's per-shard wall-clock limit in ms
                       (``--shard-timeout``; an integer: a float header value
                       made the broker close the controller's connection in the
@@ -43,7 +46,7 @@ from typing import Any
 
 import pika
 
-from pimq.protocol.topology import PERSISTENT, is_result_queue
+from pimq.protocol.topology import PERSISTENT, is_job_queue, is_result_queue
 
 H_JOB = "pimq-job"
 H_INDEX = "pimq-index"
@@ -56,6 +59,10 @@ H_TRACEBACK = "pimq-traceback"
 H_WORKER = "pimq-worker"
 H_CODE = "pimq-code"
 H_SHARD_TIMEOUT = "pimq-shard-timeout-ms"
+H_DATA = "pimq-data"
+H_UPLOAD = "pimq-upload"
+H_CHUNK = "pimq-chunk"
+H_CHUNKS = "pimq-chunks"
 
 #: the kind of a student's own module (``pimq run ./module.py``)
 MODULE_KIND = "module"
@@ -89,6 +96,8 @@ class Shard:
     body: bytes = field(default=b"", repr=False)
     code: str = ""  # kind "module": the module's SHA-256
     shard_timeout: float = 0.0  # the student's per-shard limit (0: the admin's)
+    #: a range of a dataset on the Pis: (sha256, start, end); the body is empty
+    data: tuple[str, int, int] | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -207,9 +216,36 @@ def parse_shard(props: pika.BasicProperties | None, body: bytes) -> Shard:
     limit = headers.get(H_SHARD_TIMEOUT, 0)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise BadMessage(f"header {H_SHARD_TIMEOUT} is not a non-negative integer")
+    data = _data_header(headers.get(H_DATA))
     return Shard(
-        job, index, count, kind, params_json, reply_to, attempt, body, code or "", limit / 1000
+        job,
+        index,
+        count,
+        kind,
+        params_json,
+        reply_to,
+        attempt,
+        body,
+        code or "",
+        limit / 1000,
+        data,
     )
+
+
+def data_header(digest: str, start: int, end: int) -> str:
+    return f"{digest}:{start}:{end}"
+
+
+def _data_header(value: Any) -> tuple[str, int, int] | None:
+    if value is None:
+        return None
+    parts = _text(value).split(":") if isinstance(value, (str, bytes)) else []
+    if len(parts) != 3 or not DIGEST_RE.match(parts[0]) or not all(p.isdigit() for p in parts[1:]):
+        raise BadMessage(f"header {H_DATA} is not <sha256>:<start>:<end>")
+    start, end = int(parts[1]), int(parts[2])
+    if end < start:
+        raise BadMessage(f"header {H_DATA}: the range ends before it starts")
+    return parts[0], start, end
 
 
 @dataclass(frozen=True)
@@ -222,6 +258,8 @@ class Result:
     worker: str = ""
     error: str = ""
     traceback: str = ""  # a student module's own traceback, when run() raised
+    #: the shard named a dataset the Pi does not hold: send it again with its bytes
+    missing: bool = False
 
 
 def shard_result(
@@ -231,6 +269,7 @@ def shard_result(
     seconds: float = 0.0,
     error: str = "",
     traceback: str = "",
+    missing: bool = False,
 ) -> bytes:
     """One shard's entry of a result message (JSON), made where the shard ran."""
     doc: dict[str, Any] = {"index": index, "ok": ok, "seconds": seconds}
@@ -240,6 +279,8 @@ def shard_result(
         doc["error"] = error
         if traceback:
             doc["traceback"] = traceback[-8000:]
+        if missing:
+            doc["missing"] = True
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -273,6 +314,7 @@ def decode_results(body: bytes) -> list[Result]:
                 worker=worker,
                 error=str(e.get("error", "")),
                 traceback=str(e.get("traceback", "")),
+                missing=e.get("missing") is True,
             )
             for e in doc["results"]
         ]
@@ -319,3 +361,174 @@ def decode_control(body: bytes) -> tuple[str, str] | None:
     if not isinstance(job, str) or not JOB_RE.match(job):
         return None
     return job, str(doc.get("reason", "cancelled"))
+
+
+# -- routing (``pimq run --pis``): roll call and route announcements ----------
+PI_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def encode_rollcall(job: str, reply_to: str) -> bytes:
+    """Ask every worker serving the vhost to say who it is (on ``pimq.control``):
+    each answers with :func:`encode_here` to ``reply_to``."""
+    return json.dumps({"rollcall": job, "reply_to": reply_to}).encode()
+
+
+def decode_rollcall(body: bytes) -> tuple[str, str] | None:
+    """(job, reply_to) of a roll call, or None."""
+    doc = _doc(body)
+    job, reply_to = doc.get("rollcall"), doc.get("reply_to")
+    if isinstance(job, str) and JOB_RE.match(job) and is_result_queue(reply_to):
+        return job, str(reply_to)
+    return None
+
+
+@dataclass(frozen=True)
+class Here:
+    """A worker's answer to a roll call."""
+
+    worker: str
+    busy: int = 0  # pool processes running shards now
+    processes: int = 1
+    #: the student's datasets this Pi holds (their SHA-256 digests)
+    datasets: tuple[str, ...] = ()
+
+
+def encode_here(job: str, here: Here) -> bytes:
+    doc = {
+        "here": here.worker,
+        "job": job,
+        "busy": here.busy,
+        "processes": here.processes,
+        "datasets": list(here.datasets),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_here(body: bytes) -> tuple[str, Here] | None:
+    """(job, answer) of a roll-call answer, or None if the body is none."""
+    if not body.startswith(b'{"here"'):
+        return None
+    doc = _doc(body)
+    worker, job = doc.get("here"), doc.get("job")
+    if not (isinstance(worker, str) and PI_NAME_RE.match(worker) and isinstance(job, str)):
+        return None
+    data = doc.get("datasets")
+    data = data if isinstance(data, list) else []
+    datasets = tuple(d for d in data if isinstance(d, str) and DIGEST_RE.match(d))
+    busy, processes = doc.get("busy", 0), doc.get("processes", 1)
+    return job, Here(
+        worker,
+        busy if isinstance(busy, int) else 0,
+        processes if isinstance(processes, int) and processes > 0 else 1,
+        datasets,
+    )
+
+
+def encode_route(job: str, queue: str, pis: list[str]) -> bytes:
+    """The Pis that take ``job``'s shards from ``queue`` (re-announced while it runs)."""
+    return json.dumps({"route": job, "queue": queue, "pis": sorted(pis)}).encode()
+
+
+def decode_route(body: bytes) -> tuple[str, str, tuple[str, ...]] | None:
+    """(job, queue, Pi names) of a route announcement, or None."""
+    doc = _doc(body)
+    job, queue, pis = doc.get("route"), doc.get("queue"), doc.get("pis")
+    if not (isinstance(job, str) and JOB_RE.match(job) and is_job_queue(queue)):
+        return None
+    if not isinstance(pis, list) or not all(isinstance(p, str) for p in pis):
+        return None
+    return job, str(queue), tuple(pis)
+
+
+def _doc(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+# -- datasets (``pimq data put|list|rm``; :mod:`pimq.client.data`) ------------
+def encode_data_put(
+    digest: str, name: str, size: int, upload: str, reply_to: str, pis: list[str]
+) -> bytes:
+    """Ask the Pis ``pis`` to receive a dataset in ``upload`` (each from its own
+    queue, :func:`pimq.protocol.topology.data_queue`)."""
+    doc = {
+        "data_put": digest,
+        "name": name,
+        "size": size,
+        "upload": upload,
+        "reply_to": reply_to,
+        "pis": sorted(pis),
+    }
+    return json.dumps(doc).encode()
+
+
+@dataclass(frozen=True)
+class DataPut:
+    digest: str
+    name: str
+    size: int
+    upload: str
+    reply_to: str
+    pis: tuple[str, ...]
+
+
+def decode_data_put(body: bytes) -> DataPut | None:
+    doc = _doc(body)
+    digest, upload, reply_to = doc.get("data_put"), doc.get("upload"), doc.get("reply_to")
+    size, pis, name = doc.get("size"), doc.get("pis"), doc.get("name", "")
+    if not (isinstance(digest, str) and DIGEST_RE.match(digest)):
+        return None
+    if not (isinstance(upload, str) and JOB_RE.match(upload) and is_result_queue(reply_to)):
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        return None
+    if not isinstance(pis, list) or not all(isinstance(p, str) for p in pis):
+        return None
+    label = name if isinstance(name, str) else ""
+    return DataPut(digest, label.replace("/", "_")[-200:], size, upload, str(reply_to), tuple(pis))
+
+
+def encode_data_rm(digest: str, reply_to: str) -> bytes:
+    return json.dumps({"data_rm": digest, "reply_to": reply_to}).encode()
+
+
+def decode_data_rm(body: bytes) -> tuple[str, str] | None:
+    doc = _doc(body)
+    digest, reply_to = doc.get("data_rm"), doc.get("reply_to")
+    if isinstance(digest, str) and DIGEST_RE.match(digest) and is_result_queue(reply_to):
+        return digest, str(reply_to)
+    return None
+
+
+#: what a Pi says of an upload or a removal
+DATA_EVENTS = ("accepted", "refused", "got", "stored", "failed", "removed", "absent")
+
+
+def encode_data_event(ref: str, pi: str, event: str, chunk: int = -1, error: str = "") -> bytes:
+    """A Pi's word on upload (or dataset, for removals) ``ref``."""
+    doc: dict[str, Any] = {"data_event": event, "ref": ref, "pi": pi}
+    if chunk >= 0:
+        doc["chunk"] = chunk
+    if error:
+        doc["error"] = error
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_data_event(body: bytes) -> tuple[str, str, str, int, str] | None:
+    """(ref, Pi, event, chunk, error) of a Pi's word on an upload or removal."""
+    doc = _doc(body)
+    event, ref, pi = doc.get("data_event"), doc.get("ref"), doc.get("pi")
+    if event not in DATA_EVENTS or not isinstance(ref, str) or not isinstance(pi, str):
+        return None
+    chunk = doc.get("chunk", -1)
+    return ref, pi, str(event), chunk if isinstance(chunk, int) else -1, str(doc.get("error", ""))
+
+
+def chunk_properties(upload: str, index: int, count: int) -> pika.BasicProperties:
+    """A dataset chunk: transient (an upload a broker restart cut is put again)."""
+    return pika.BasicProperties(
+        delivery_mode=1, headers={H_UPLOAD: upload, H_CHUNK: index, H_CHUNKS: count}
+    )

@@ -32,7 +32,7 @@ from pimq.protocol.wire import MODULE_KIND
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import MAX_BATCH, Pace
 from pimq.worker.pool import BROKER_DEADLINE, ShardPool
-from pimq.worker.store import CodeStore
+from pimq.worker.store import CodeStore, DataStore
 from pimq.worker.vhost import Delivery, VhostLink
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,22 @@ def ack_margin(consumer_timeout: float) -> float:
 
 class Worker:
     def __init__(
-        self, cfg: WorkerConfig, drain_timeout: float = 30.0, log_shards: bool = True
+        self,
+        cfg: WorkerConfig,
+        drain_timeout: float = 30.0,
+        log_shards: bool = True,
+        name: str | None = None,
     ) -> None:
         self.cfg = cfg
-        self.name = socket.gethostname()
+        #: this Pi's name in results and routes (``pimq run --pis pi1,pi2``)
+        self.name = name or cfg.name or socket.gethostname()
         self.drain_timeout = drain_timeout
         self.log_shards = log_shards
         self.ioloop = IOLoop()
         self.pool_size = cfg.pool_size()
         self.pool = ShardPool(self.pool_size, self.ioloop, self._done)
         self.store = CodeStore(cfg.store)
+        self.datastore = DataStore(cfg.store)
         self.ready: deque[VhostLink] = deque()
         self.served = 0  # counts the vhosts picked (VhostLink.served: when last)
         self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
@@ -257,12 +263,16 @@ class Worker:
 
     def _task(self, d: Delivery) -> tuple:
         s = d.shard
+        body: bytes | tuple = s.body
+        if s.data is not None:  # read by the pool process from this Pi's copy
+            digest, start, end = s.data
+            body = (str(self.datastore.path(d.link.vhost, digest)), start, end)
         if s.kind == MODULE_KIND:
             cfg = self.cfg
             filename = d.link.module_files.get(s.code, "module.py")
             module = (cfg.store, cfg.sandbox_socket, d.link.vhost, s.job, s.code, filename)
-            return (s.kind, s.body, s.params_json, s.index, module)
-        return (s.kind, s.body, s.params_json, s.index)
+            return (s.kind, body, s.params_json, s.index, module)
+        return (s.kind, body, s.params_json, s.index)
 
     def stop_job(self, link: VhostLink, job: str, reason: str, module: bool) -> int:
         """The job ended (done, cancelled, failed): end its running shards here,
@@ -298,6 +308,8 @@ class Worker:
         for link in self.links:
             if link.waiting_since:
                 link.expire_waiting(now)
+            if link.routes:
+                link.expire_routes(now)
         if self.signalled and not self.stopping:
             self.begin_stop()
         if self.stopping:

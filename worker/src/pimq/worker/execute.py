@@ -66,12 +66,30 @@ def execute_module(body: bytes, params_json: str, index: int, task: ModuleTask) 
     return True, seconds, json_result(index, seconds, value_json), ""
 
 
+def read_range(path: str, start: int, end: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    if len(data) != end - start:
+        raise OSError(f"{path} is shorter than the shard's range")
+    return data
+
+
 def execute(
-    kind: str, body: bytes, params_json: str, index: int, module: ModuleTask | None = None
+    kind: str,
+    body: bytes | tuple[str, int, int],
+    params_json: str,
+    index: int,
+    module: ModuleTask | None = None,
 ) -> ShardOutcome:
     """Run one shard: (ok, seconds, its result entry, traceback text). The entry
     (:func:`pimq.protocol.wire.shard_result`) is encoded here, off the I/O thread.
     The traceback's last line is the one-line reason (:func:`pimq.worker.retry.last_line`)."""
+    if isinstance(body, tuple):  # (path, start, end): a range of a dataset on this Pi
+        try:
+            body = read_range(*body)
+        except OSError as exc:
+            return False, 0.0, b"", f"OSError: cannot read the dataset: {exc.strerror or exc}\n"
     if kind == MODULE_KIND and module is not None:
         return execute_module(body, params_json, index, module)
     start = time.perf_counter()

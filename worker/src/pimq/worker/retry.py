@@ -1,6 +1,7 @@
 """What becomes of a shard that failed, and of a message that is no shard.
 
-A shard whose ``run()`` raised goes back to ``pimq.tasks`` with
+A shard whose ``run()`` raised goes back to its queue (``pimq.tasks``, or
+its routed job's ``pimq.job.<id>``) with
 ``pimq-attempt`` + 1 (through the ``pimq.tasks`` exchange: the worker user has
 no rights on the default exchange) and is acked once that publish is
 confirmed. After :data:`MAX_ATTEMPTS` it is dead-lettered: the original
@@ -65,9 +66,17 @@ def last_line(text: str) -> str:
 
 
 def retry_or_dead_letter(
-    link: VhostLink, tag: int, generation: int, props: Any, shard: Shard, tb: str
+    link: VhostLink,
+    tag: int,
+    generation: int,
+    props: Any,
+    shard: Shard,
+    tb: str,
+    key: str = topology.TASKS,
 ) -> None:
-    """Shard ``shard`` (delivery ``tag``) raised with traceback ``tb``."""
+    """Shard ``shard`` (delivery ``tag``) raised with traceback ``tb``; a retry
+    goes back through the ``pimq.tasks`` exchange with routing key ``key``
+    (to the queue it came from: ``pimq.tasks`` or a routed job's queue)."""
     attempt = shard.attempt + 1
     error = last_line(tb)
     if attempt < MAX_ATTEMPTS:
@@ -82,7 +91,7 @@ def retry_or_dead_letter(
         )
         link.publish(
             topology.TASKS,
-            topology.TASKS,
+            key,
             shard.body,
             retry_properties(props, attempt),
             settled_when_confirmed(link, generation, tag),

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pika
@@ -26,13 +26,21 @@ from pimq.protocol.link import Backoff, Link
 from pimq.protocol.wire import (
     MODULE_KIND,
     BadMessage,
+    Here,
     Shard,
     decode_code,
     decode_control,
+    decode_data_put,
+    decode_data_rm,
+    decode_rollcall,
+    decode_route,
+    encode_here,
     encode_results,
     parse_shard,
+    shard_result,
 )
 from pimq.worker import retry
+from pimq.worker.datasets import Datasets
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import Pace
 from pimq.worker.pool import BROKER_DEADLINE
@@ -62,6 +70,11 @@ def is_ack_timeout(exc: BaseException) -> bool:
     return (
         getattr(exc, "reply_code", 0) == 406 and "acknowledgement" in text and "timed out" in text
     )
+#: a routed job's queue is consumed this long after its last route
+#: announcement (its controller re-announces every 5 s while the job runs)
+ROUTE_LEASE = 30.0
+#: routed jobs consumed at once per vhost (each takes a share of the window)
+MAX_ROUTES = 8
 
 
 @dataclass
@@ -73,6 +86,8 @@ class Delivery:
     shard: Shard
     #: when it arrived here (monotonic): the broker's consumer_timeout counts from then
     received: float = 0.0
+    #: the queue it came from: ``pimq.tasks`` or a routed job's ``pimq.job.<id>``
+    queue: str = topology.TASKS
 
 
 class VhostLink(Link):
@@ -117,6 +132,12 @@ class VhostLink(Link):
         #: for its consumer_timeout: a redelivery of one is dead-lettered, not run
         #: into the same end again
         self.ack_timed_out: dict[tuple[str, int, int], None] = {}
+        #: routed jobs this Pi takes part in: job -> (its queue, last announced)
+        self.routes: dict[str, tuple[str, float]] = {}
+        #: consumer tags of the routed jobs' queues consumed now, by queue
+        self.route_tags: dict[str, str] = {}
+        #: the student's datasets on this Pi: uploads arriving, removals
+        self.data = Datasets(self, worker.datastore, worker.cfg.dataset_quota())
 
     # -- fair share ------------------------------------------------------
     def usage(self, now: float) -> float:
@@ -139,6 +160,8 @@ class VhostLink(Link):
 
     def on_down(self, why: str, was_open: bool) -> None:
         self.consumer_tag = None
+        self.route_tags.clear()
+        self.data.lost()
         self.reconsume = False
         self.closed = True
         self.pending.clear()  # unacked: the broker redelivers them
@@ -181,7 +204,7 @@ class VhostLink(Link):
             self.close()
             return
         self.acks.reset()
-        name = topology.control_queue(socket.gethostname(), os.getpid(), self.generation)
+        name = topology.control_queue(self.worker_name, os.getpid(), self.generation)
         channel.queue_declare(queue=name, exclusive=True, auto_delete=True)
         channel.queue_bind(queue=name, exchange=topology.CONTROL, routing_key="")
         channel.basic_consume(queue=name, on_message_callback=self._on_control, auto_ack=True)
@@ -201,10 +224,54 @@ class VhostLink(Link):
         times as a job starts; each change costs one round trip of refill.
         """
         self.reconsume = False
-        channel.basic_qos(prefetch_count=self.prefetch)
-        self.consumer_tag = channel.basic_consume(
-            queue=topology.TASKS, on_message_callback=self._on_task, callback=callback
-        )
+        self.route_tags.clear()
+        # While this Pi takes part in routed jobs (``--pis``) of this student,
+        # it consumes their queues instead of pimq.tasks (whose shards the
+        # other Pis take, and which is first come, first served anyway); the
+        # routes share the window, so the link never holds more than it.
+        routed = list(dict.fromkeys(q for q, _seen in self.routes.values()))[:MAX_ROUTES]
+        if not routed:
+            channel.basic_qos(prefetch_count=self.prefetch)
+            self.consumer_tag = channel.basic_consume(
+                queue=topology.TASKS,
+                on_message_callback=partial(self._on_task, topology.TASKS),
+                callback=callback,
+            )
+            return
+        self.consumer_tag = None
+        window = max(1, self.prefetch // len(routed))
+        for queue in routed:
+            # declared here too (same arguments): a queue its controller has
+            # just deleted comes back empty instead of closing this channel
+            channel.queue_declare(
+                queue=queue, durable=True, arguments=topology.job_queue_arguments()
+            )
+            channel.queue_bind(queue=queue, exchange=topology.TASKS, routing_key=queue)
+            channel.basic_qos(prefetch_count=window)
+            self.route_tags[queue] = channel.basic_consume(
+                queue=queue, on_message_callback=partial(self._on_task, queue), callback=callback
+            )
+            callback = None
+
+    def _cancel_consumers(self) -> None:
+        ch = self.channel
+        tags = [self.consumer_tag, *self.route_tags.values()]
+        self.consumer_tag = None
+        self.route_tags.clear()
+        if ch is not None and ch.is_open:
+            for tag in tags:
+                if tag:
+                    ch.basic_cancel(tag)
+
+    def _reconsume(self) -> None:
+        """A new set of queues or windows: cancel every consumer now, consume
+        again once the old windows are settled (:meth:`_consume_if_due`)."""
+        ch = self.channel
+        if ch is None or not ch.is_open or self.worker.stopping:
+            return
+        self._cancel_consumers()
+        self.reconsume = True
+        self._flush_soon()
 
     def _consume_if_due(self) -> None:
         ch = self.channel
@@ -237,8 +304,7 @@ class VhostLink(Link):
             self.retry_timer = None
         ch = self.channel
         if ch is not None and ch.is_open:
-            if self.consumer_tag:
-                ch.basic_cancel(self.consumer_tag)
+            self._cancel_consumers()
             for d in self.pending:
                 self.acks.nack(ch, d.tag)
             for parked in self.waiting.values():
@@ -290,7 +356,7 @@ class VhostLink(Link):
             self.worker.check_drained()
 
     # -- incoming messages -----------------------------------------------
-    def _on_task(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+    def _on_task(self, queue: str, ch: Any, method: Any, props: Any, body: bytes) -> None:
         tag = method.delivery_tag
         self.acks.received(tag)
         if self.worker.stopping:
@@ -312,7 +378,12 @@ class VhostLink(Link):
             )
             retry.dead_letter(self, tag, props, body, reason, shard=shard)
             return
-        delivery = Delivery(self, self.generation, tag, props, shard, time.monotonic())
+        delivery = Delivery(
+            self, self.generation, tag, props, shard, received=time.monotonic(), queue=queue
+        )
+        if shard.data is not None and not self.worker.datastore.has(self.vhost, shard.data[0]):
+            self._missing_data(delivery)
+            return
         if shard.kind == MODULE_KIND:
             self._remember_module_job(shard.job)
             if not self.worker.store.has(self.vhost, shard.code):
@@ -326,6 +397,31 @@ class VhostLink(Link):
             return
         self.pending.append(delivery)
         self.worker.enqueue(self)
+
+    def _missing_data(self, d: Delivery) -> None:
+        """A shard over a dataset this Pi does not hold (it joined after the
+        put, its disk was wiped, or the dataset is another student's): its
+        controller sends it again with the bytes; acked once that is said."""
+        shard = d.shard
+        assert shard.data is not None
+        error = f"dataset {shard.data[0][:12]} is not on {self.worker_name}"
+        log.info(
+            "vhost %s: job %s shard %d names dataset %s, not held for this student: "
+            "asking for its bytes",
+            self.vhost,
+            shard.job,
+            shard.index + 1,
+            shard.data[0][:12],
+        )
+        entry = shard_result(shard.index, False, error=error, missing=True)
+        generation = self.generation
+        self.publish(
+            topology.RESULTS,
+            shard.reply_to,
+            encode_results(shard.job, self.worker_name, [entry]),
+            topology.RESULT_PROPS,
+            lambda ok: self.settle(generation, [d.tag], ok),
+        )
 
     def _remember_module_job(self, job: str) -> None:
         self.module_jobs[job] = None
@@ -361,15 +457,68 @@ class VhostLink(Link):
                     reason = f"the job's module was not announced within {CODE_WAIT:g} s"
                     retry.dead_letter(self, d.tag, d.props, d.shard.body, reason, shard=d.shard)
 
+    # -- routed jobs (``pimq run --pis``; docs/ARCHITECTURE.md, "Routing") --
+    def _on_rollcall(self, job: str, reply_to: str) -> None:
+        """Say who this Pi is, how busy, and which of the student's datasets it holds."""
+        here = Here(
+            self.worker_name,
+            self.worker.pool.busy,
+            self.worker.pool_size,
+            tuple(self.data.digests()),
+        )
+        self.publish(topology.RESULTS, reply_to, encode_here(job, here), topology.RESULT_PROPS)
+
+    def _on_route(self, job: str, queue: str, pis: tuple[str, ...]) -> None:
+        if job in self.cancelled:
+            return
+        if self.worker_name not in pis:
+            self._leave_route(job)  # re-routed away from this Pi (or never here)
+            return
+        known = job in self.routes
+        self.routes[job] = (queue, time.monotonic())
+        if not known:
+            log.info("vhost %s: job %s routed here (%s)", self.vhost, job, ", ".join(pis))
+            self._reconsume()
+
+    def _leave_route(self, job: str) -> None:
+        """Stop consuming a routed job's queue: consume the others (or
+        pimq.tasks) again with the whole window once this one is settled."""
+        if self.routes.pop(job, None) is not None:
+            self._reconsume()
+
+    def expire_routes(self, now: float) -> None:
+        """Leave the routes whose controller stopped announcing them (:data:`ROUTE_LEASE`)."""
+        for job, (_queue, seen) in list(self.routes.items()):
+            if now - seen >= ROUTE_LEASE:
+                log.info("vhost %s: job %s no longer routed here: leaving it", self.vhost, job)
+                self._leave_route(job)
+
     def _on_control(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         announced = decode_code(body)
         if announced is not None:
             self._on_code(*announced)
             return
+        rollcall = decode_rollcall(body)
+        if rollcall is not None:
+            self._on_rollcall(*rollcall)
+            return
+        route = decode_route(body)
+        if route is not None:
+            self._on_route(*route)
+            return
+        put = decode_data_put(body)
+        if put is not None:
+            self.data.on_put(put)
+            return
+        rm = decode_data_rm(body)
+        if rm is not None:
+            self.data.on_rm(*rm)
+            return
         control = decode_control(body)
         if control is None:
             return
         job, reason = control
+        self._leave_route(job)
         self.cancelled[job] = None
         while len(self.cancelled) > CANCEL_MEMORY:
             del self.cancelled[next(iter(self.cancelled))]
@@ -408,11 +557,7 @@ class VhostLink(Link):
         ch = self.channel
         if wanted != self.prefetch and ch is not None and ch.is_open and not self.worker.stopping:
             self.prefetch = wanted
-            if self.consumer_tag:
-                ch.basic_cancel(self.consumer_tag)
-                self.consumer_tag = None
-            self.reconsume = True
-            self._flush_soon()  # consumes again once the old window is settled
+            self._reconsume()  # consumes again once the old window is settled
 
     def finish(self, done: list[tuple[Delivery, ShardOutcome]]) -> None:
         """Publish the results of shards that ran (one message per job), retry
@@ -438,7 +583,9 @@ class VhostLink(Link):
                 batches.setdefault((shard.job, shard.reply_to), []).append((d, seconds, entry))
             else:
                 self._adapt_prefetch(seconds, len(shard.body))
-                retry.retry_or_dead_letter(self, d.tag, d.generation, d.props, shard, tb)
+                retry.retry_or_dead_letter(
+                    self, d.tag, d.generation, d.props, shard, tb, topology.task_key(d.queue)
+                )
         for (job, reply_to), batch in batches.items():
             if self.worker.log_shards:
                 self._log_batch(batch)
