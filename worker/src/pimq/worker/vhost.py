@@ -70,6 +70,8 @@ def is_ack_timeout(exc: BaseException) -> bool:
     return (
         getattr(exc, "reply_code", 0) == 406 and "acknowledgement" in text and "timed out" in text
     )
+
+
 #: a routed job's queue is consumed this long after its last route
 #: announcement (its controller re-announces every 5 s while the job runs)
 ROUTE_LEASE = 30.0
