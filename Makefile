@@ -23,7 +23,7 @@ export PIMQ_RUN
 TEST_SUITES := lint unit integration test-harness test-classroom molecule chaos-ci
 HEAVY_SUITES := chaos
 
-.PHONY: help setup lint unit integration classroom provision demo known-hosts deploy check status \
+.PHONY: help setup lint unit integration integration-rabbitmq4 classroom provision demo known-hosts deploy check status \
         test test-all test-harness test-classroom molecule chaos chaos-ci bench clean
 
 help: ## this list
@@ -45,8 +45,11 @@ integration: setup ## the runtime against a real RabbitMQ, with the newest pika 
 	$(PYTEST) tests/integration
 	.venv-deb/bin/python -m pytest tests/integration
 
-classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running [LINK=gigabit|100mbit|wifi]
-	@$(PY) tests/harness/classroom.py up --workers $(WORKERS) --inventory $(LOCAL) --link "$(LINK)"
+integration-rabbitmq4: setup ## the same tests against Debian trixie's RabbitMQ 4.0 (a local container, every deprecated feature denied) with trixie's pika 1.3
+	PIMQ_RABBITMQ=trixie .venv-pika13/bin/python -m pytest tests/integration
+
+classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running [LINK=gigabit|100mbit|wifi] [RELEASES=bookworm,trixie,..: each node's Debian, head first, the rest bookworm]
+	@$(PY) tests/harness/classroom.py up --workers $(WORKERS) --inventory $(LOCAL) --link "$(LINK)" $(if $(RELEASES),--releases $(RELEASES))
 
 provision: classroom ## run playbooks/site.yml on the simulated classroom
 	$(ANSIBLE_PLAYBOOK) -i $(LOCAL) playbooks/site.yml

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """The simulated classroom: Docker containers standing in for Raspberry Pis.
 
-    classroom.py up [--workers N] [--link gigabit|100mbit|wifi]
+    classroom.py up [--workers N] [--link gigabit|100mbit|wifi] [--releases R,R,..]
                                      bring it up (or reuse it), write the inventory;
                                      --link shapes every node's link (link.py)
     classroom.py down                remove containers, network, inventory and keys
     classroom.py status              what is running
 
-Every node is Debian bookworm with systemd as PID 1, sshd, sudo and a `pi`
-user holding the harness key, on a private Docker network where each node
+Every node is Debian (bookworm unless --releases / $PIMQ_RELEASES names another
+per node: head first, then pi1, pi2, ..; a shorter list leaves the rest on
+bookworm, e.g. `--releases bookworm,bookworm,trixie` makes pi2 trixie) with
+systemd as PID 1, sshd, sudo and a `pi` user holding the harness key, on a
+private Docker network where each node
 resolves every other by name. Ansible reaches the nodes over SSH exactly as it
 reaches real Pis: `inventory/local/` is written for that.
 
@@ -312,23 +315,46 @@ def write_inventory(room: Room, ips: dict[str, str], pubkey: str) -> None:
     (room.inventory / "group_vars" / "all.yml").write_text(group_vars)
 
 
-def up(room: Room, workers: int, link: str = "") -> None:
+#: the Debian releases a simulated Pi can run (tests/harness/image.sh builds each)
+RELEASES = ("bookworm", "trixie")
+
+
+def parse_releases(text: str, nodes: list[str]) -> dict[str, str]:
+    """Each node's release from "R,R,.." (head first; missing ones: bookworm)."""
+    given = [r.strip() for r in text.split(",") if r.strip()] if text else []
+    unknown = sorted(set(given) - set(RELEASES))
+    if unknown:
+        raise ClassroomError(f"unknown release(s) {', '.join(unknown)}: choose from {RELEASES}")
+    if len(given) > len(nodes):
+        raise ClassroomError(f"{len(given)} releases for {len(nodes)} nodes ({', '.join(nodes)})")
+    return {n: given[i] if i < len(given) else "bookworm" for i, n in enumerate(nodes)}
+
+
+def node_image(release: str) -> str:
+    built = subprocess.run(
+        [str(REPO / "tests/harness/image.sh"), "--release", release],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        raise ClassroomError(f"the {release} node image could not be built (see above)")
+    return built.stdout.split()[-1]
+
+
+def up(room: Room, workers: int, link: str = "", releases: str = "") -> None:
     ensure_engine()
     nodes = node_names(workers)
     check_name_clash(room, nodes)
-    built = subprocess.run(
-        [str(REPO / "tests/harness/image.sh")], stdout=subprocess.PIPE, text=True, check=False
-    )
-    if built.returncode != 0:
-        raise ClassroomError("the node image could not be built (see above)")
-    image = built.stdout.split()[-1]
-    image_id = docker("image", "inspect", "-f", "{{.Id}}", image)
+    release_of = parse_releases(releases, nodes)
+    images = {r: node_image(r) for r in sorted(set(release_of.values()))}
+    image_ids = {r: docker("image", "inspect", "-f", "{{.Id}}", i) for r, i in images.items()}
     pubkey = ensure_key(room)
     if not docker("network", "ls", "-q", "--filter", f"name=^{room.network}$"):
         docker("network", "create", "--label", f"{LABEL}={room.prefix}", room.network)
     have = existing(room)
     for node, info in have.items():
-        if node not in nodes or info["Image"] != image_id:
+        if node not in nodes or info["Image"] != image_ids[release_of[node]]:
             say(
                 f"removing {room.container(node)} "
                 f"({'not wanted' if node not in nodes else 'image changed'})"
@@ -338,7 +364,7 @@ def up(room: Room, workers: int, link: str = "") -> None:
     for node in nodes:
         if node not in have:
             say(f"starting {room.container(node)}")
-            start_node(room, node, image)
+            start_node(room, node, images[release_of[node]])
         elif not have[node]["State"]["Running"]:
             say(f"restarting {room.container(node)}")
             docker("start", room.container(node))
@@ -362,7 +388,8 @@ def up(room: Room, workers: int, link: str = "") -> None:
                 say(f"link {done}")
     except LinkError as exc:
         raise ClassroomError(f"the links could not be shaped: {exc}") from None
-    say(f"up: {', '.join(f'{n}={ips[n]}' for n in nodes)}; inventory in {room.inventory}")
+    shown = ", ".join(f"{n}={ips[n]}" + (f" ({release_of[n]})" if releases else "") for n in nodes)
+    say(f"up: {shown}; inventory in {room.inventory}")
 
 
 def down(room: Room) -> None:
@@ -422,13 +449,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LINK", ""),
         help="shape every node's link: gigabit, 100mbit or wifi (default: $LINK, unshaped)",
     )
+    p.add_argument(
+        "--releases",
+        default=os.environ.get("PIMQ_RELEASES", ""),
+        help="each node's Debian release, head first, comma-separated; the rest bookworm "
+        "(default: $PIMQ_RELEASES, else all bookworm)",
+    )
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
     room = Room(args.prefix, args.inventory.resolve())
     try:
         {
-            "up": lambda: up(room, args.workers, args.link),
+            "up": lambda: up(room, args.workers, args.link, args.releases),
             "down": lambda: down(room),
             "status": lambda: status(room),
         }[args.action]()

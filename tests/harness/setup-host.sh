@@ -4,7 +4,8 @@
 #   - Debian packages: Docker engine, debootstrap, and RabbitMQ + Debian's
 #     python3-pika for the integration tests (pika 1.2 as the Pis have it)
 #   - dockerd running (started in the background where no init manages it)
-#   - .venv (pinned tools) and .venv-deb (system python + Debian's pika)
+#   - .venv (pinned tools), .venv-deb (system python + Debian bookworm's pika 1.2)
+#     and .venv-pika13 (system python + pika 1.3.2, Debian trixie's version)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -81,6 +82,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$(grep '^pytest==' requirements-dev.txt)" "$(grep '^pytest-timeout==' requirements-dev.txt)" \
     "$(grep '^hypothesis==' requirements-dev.txt)"
   [ -f worker/pyproject.toml ] && .venv-deb/bin/pip install -q --disable-pip-version-check --no-deps -e worker
+  echo "$want" > "$stamp"
+fi
+# Debian trixie's pika (1.3.2; bookworm cannot install the .deb), from PyPI
+# into a venv like .venv-deb: the integration suite against RabbitMQ 4.0 runs on it.
+stamp=.venv-pika13/.requirements.sha256
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "creating .venv-pika13 (Debian's python3 + pika 1.3.2, as trixie has it)"
+  [ -x .venv-pika13/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv-pika13
+  .venv-pika13/bin/pip install -q --disable-pip-version-check pika==1.3.2 \
+    "$(grep '^pytest==' requirements-dev.txt)" "$(grep '^pytest-timeout==' requirements-dev.txt)" \
+    "$(grep '^hypothesis==' requirements-dev.txt)"
+  [ -f worker/pyproject.toml ] && .venv-pika13/bin/pip install -q --disable-pip-version-check --no-deps -e worker
   echo "$want" > "$stamp"
 fi
 say "ready: $(.venv/bin/ansible --version | sed -n 1p), $(docker version -f 'docker {{.Server.Version}}')"

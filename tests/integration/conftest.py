@@ -4,7 +4,9 @@ One broker per session (``tests/support/private_broker.py``, shared with the
 benchmarks), laid out as in production: one user per student vhost with all
 rights on it only, a ``pimq-worker`` user with ``^pimq\\.`` rights on every
 student vhost, an admin user, and no ``guest``. Tests isolate themselves by
-taking unused vhosts.
+taking unused vhosts. ``PIMQ_RABBITMQ=trixie``: the broker is Debian trixie's
+RabbitMQ 4.0 in a locally built container, every deprecated feature denied
+(``make integration-rabbitmq4``); unset, the host's own (bookworm: 3.10).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         worker_password=WORKER_PASSWORD,
         management=True,
         tls=True,
+        container=os.environ.get("PIMQ_RABBITMQ", ""),
     ) as b:
         yield b
 

@@ -13,7 +13,7 @@ SCRIPT = """
 import sys, pimq
 conn = pimq.connect(heartbeat=7)
 ch = conn.channel()
-ch.queue_declare("mine")
+ch.queue_declare("mine", durable=True)
 ch.basic_publish("", "mine", b"from my script")
 method, props, body = ch.basic_get("mine", auto_ack=True)
 print(body.decode(), conn._impl.params.heartbeat)
@@ -25,7 +25,7 @@ URL_SCRIPT = """
 import os, pika
 conn = pika.BlockingConnection(pika.URLParameters(os.environ["AMQP_URL"]))
 ch = conn.channel()
-ch.queue_declare("url")
+ch.queue_declare("url", durable=True)
 ch.confirm_delivery()
 ch.basic_publish("", "url", b"x")
 print(ch.queue_declare("url", passive=True).method.message_count)

@@ -65,6 +65,16 @@ def test_guide_page(page, broker, student, cli, start_worker, tmp_path):
         restarted.append(block.line)
 
     failures = guide.run_page(page, guide.local_bash(env, home), teacher)
+    denied = page == "03-work-queues.md" and "transient_nonexcl_queues" in broker.denied
+    if denied:
+        # RabbitMQ 4 as the tests configure it refuses the page's one transient
+        # queue and says what it allows; every step before it is as printed, and
+        # the page stops there (the restart that follows is shown with a transient
+        # queue: tests/integration/test_labverbs.py restarts this broker)
+        assert len(failures) == 1, "\n".join(map(str, failures))
+        assert "--transient" in failures[0].command.text and failures[0].rc == "2"
+        assert "does not permit transient queues" in " ".join(failures[0].actual)
+        failures.clear()
     assert not failures, "\n".join(map(str, failures))
-    if page == "03-work-queues.md":
+    if page == "03-work-queues.md" and not denied:
         assert restarted

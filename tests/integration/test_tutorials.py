@@ -1,7 +1,8 @@
 """The official RabbitMQ Python tutorials 1-6 (docs/lab/tutorials/), as a student runs them.
 
 Each script is the tutorial as published except its connection parameters
-(``pimq.parameters()`` instead of ``pika.ConnectionParameters('localhost')``);
+(``pimq.parameters()`` instead of ``pika.ConnectionParameters('localhost')``)
+and its non-exclusive queues declared durable (RabbitMQ 4 deprecates transient ones);
 this suite runs with the newest pika and with Debian's pika 1.2, which lacks
 ``pika.DeliveryMode`` (tutorial 2) unless pimq backports it.
 """

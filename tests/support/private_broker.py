@@ -7,8 +7,15 @@ outlives it; users and vhosts loaded from a definitions file at boot
 ``^pimq\\.`` rights on every student vhost, an admin user, no ``guest``);
 ready when ``rabbitmqctl await_startup`` says so.
 
-Run it alone to poke at it: ``PYTHONPATH=tests python -m support.private_broker``
-(Ctrl-C stops it).
+``container``: the same broker, but the ``rabbitmq-server`` of a locally built
+Debian image (``tests/harness/image.sh --release trixie --broker``: RabbitMQ 4.0,
+which bookworm cannot install), run in a container on the host's network with
+the scratch directory mounted at the same path, so ports, certificates and
+definitions are the same as for a host broker; ``rabbitmqctl`` runs in it.
+RabbitMQ 4's deprecated features are all denied there (:data:`DENIED_FEATURES`).
+
+Run it alone to poke at it: ``PYTHONPATH=tests python -m support.private_broker
+[trixie]`` (Ctrl-C stops it).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +41,21 @@ WORKER_USER = "pimq-worker"
 ADMIN_USER = "pimq-admin"
 #: Vhosts for the peers (Celery, the join pattern, the bare pika loop).
 PEER_VHOSTS = ("celery", "join1", "join2", "join3", "bare")
+#: RabbitMQ 4.0's deprecated features (``rabbitmqctl list_deprecated_features``
+#: on 4.0.5), every one denied in a 4.x test broker's config, so pimq is proven
+#: to need none of them; tests/integration/test_broker_release.py checks the
+#: broker lists no other.
+DENIED_FEATURES = (
+    "amqp_address_v1",
+    "classic_queue_mirroring",
+    "global_qos",
+    "management_metrics_collection",
+    "queue_master_locator",
+    "ram_node_type",
+    "transient_nonexcl_queues",
+)
+#: the releases whose RabbitMQ a container runs (the host runs its own)
+CONTAINER_RELEASES = ("trixie",)
 
 
 def free_port() -> int:
@@ -71,6 +93,10 @@ class Broker:
     #: the AMQPS listener's port (0: none) and the CA that signed its certificate
     tls_port: int = 0
     ca: Path | None = None
+    #: the container the broker runs in ("": on the host)
+    container: str = ""
+    #: the deprecated features its config denies
+    denied: tuple[str, ...] = ()
 
     def url(self, vhost: str) -> str:
         """AMQP URL of the admin user on ``vhost`` (for the peers)."""
@@ -81,7 +107,7 @@ class Broker:
 
     def ctl(self, *args: str, timeout: float = 120) -> str:
         out = subprocess.run(
-            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            [*self._in_container(), str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -90,6 +116,13 @@ class Broker:
         if out.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}")
         return out.stdout
+
+    def _in_container(self) -> list[str]:
+        """The ``docker exec`` prefix that runs a command beside the broker ([]: on the host)."""
+        if not self.container:
+            return []
+        passed = [f"--env={k}={v}" for k, v in self.env.items() if k in _CONTAINER_ENV]
+        return ["docker", "exec", *passed, self.container]
 
     def take(self) -> Student:
         """A student vhost no one has used yet (tests isolate themselves so)."""
@@ -110,6 +143,26 @@ class Broker:
         )
 
     def restart_app(self) -> None:
+        """Restart the broker as ``systemctl restart rabbitmq-server`` would for the
+        tests: on the host ``stop_app``/``start_app``; in a container the whole node
+        (``rabbitmqctl shutdown``, ``docker start``), because RabbitMQ 4.0 with
+        ``transient_nonexcl_queues`` denied refuses ``start_app`` while an exclusive
+        queue of a connection open at ``stop_app`` is still in its metadata store
+        (``failed_to_deny_deprecated_features``; a node restart clears them)."""
+        if self.container:  # the node stops (its container exits), then boots again
+            try:  # its exit status is no guide: it may lose the node as it goes down
+                self.ctl("shutdown", timeout=120)
+            except RuntimeError:
+                pass
+            subprocess.run(["docker", "stop", "--time", "60", self.container], capture_output=True)
+            out = subprocess.run(
+                ["docker", "start", self.container], capture_output=True, text=True, timeout=120
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"docker start {self.container}: {out.stderr}")
+            self.server_pid = _container_pid(self.container)
+            _await_startup(self, lambda: _container_pid(self.container) == 0)
+            return
         self.ctl("stop_app")
         self.ctl("start_app")
         self.ctl("await_startup", "--timeout", "60")
@@ -201,6 +254,65 @@ def _start_epmd(port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"epmd did not listen on port {port}")
 
 
+#: the variables a broker in a container gets (the host's others mean nothing there)
+_CONTAINER_ENV = (
+    "HOME",
+    "ERL_EPMD_PORT",
+    "RABBITMQ_NODENAME",
+    "RABBITMQ_NODE_PORT",
+    "RABBITMQ_DIST_PORT",
+    "RABBITMQ_MNESIA_BASE",
+    "RABBITMQ_LOG_BASE",
+    "RABBITMQ_PID_FILE",
+    "RABBITMQ_CONFIG_FILE",
+    "RABBITMQ_ENABLED_PLUGINS_FILE",
+    "RABBITMQ_CONF_ENV_FILE",
+    "RABBITMQ_ADVANCED_CONFIG_FILE",
+)
+
+
+def broker_image(release: str) -> str:
+    """The locally built image with ``release``'s rabbitmq-server (built once, cached)."""
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [str(repo / "tests/harness/image.sh"), "--release", release, "--broker"],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=1800,
+    )
+    if out.returncode != 0 or not out.stdout.strip():
+        raise RuntimeError(f"could not build the {release} RabbitMQ image (see above)")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _start_in_container(image: str, name: str, env: dict[str, str], base: Path) -> None:
+    """Run epmd and ``rabbitmq-server`` in a detached container of ``image`` on the
+    host's network, ``base`` mounted at its own path (its output: ``docker logs``)."""
+    passed = [f"--env={k}={env[k]}" for k in _CONTAINER_ENV]
+    run = [
+        "docker", "run", "--detach", "--name", name, "--label", "pimq.test-broker=1",
+        "--network", "host", "--volume", f"{base}:{base}", *passed, image, "sh", "-c",
+        f'epmd -port {env["ERL_EPMD_PORT"]} -daemon && exec {RABBIT_BIN / "rabbitmq-server"}',
+    ]  # fmt: skip
+    out = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"could not start the broker's container: {out.stderr}")
+
+
+def _await_startup(broker: Broker, gone: Callable[[], bool]) -> None:
+    """Until ``rabbitmqctl await_startup`` succeeds (it fails at once until the node
+    has registered); ``gone``: the server is no more (then fail at once)."""
+    deadline = time.monotonic() + 150
+    while True:
+        try:
+            broker.ctl("await_startup", "--timeout", "120", timeout=150)
+            return
+        except RuntimeError:
+            if time.monotonic() > deadline or gone():
+                raise
+            time.sleep(0.5)
+
+
 def kill_group(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
     if proc is None:
         return
@@ -223,6 +335,7 @@ def private_broker(
     worker_password: str | None = None,
     management: bool = False,
     tls: bool = False,
+    container: str = "",
 ) -> Iterator[Broker]:
     """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after.
 
@@ -232,7 +345,11 @@ def private_broker(
     as the playbooks tag them (off by default: the benchmarks measure without it).
     ``tls``: an AMQPS listener too (``Broker.tls_port``), its certificate for ``localhost``
     and 127.0.0.1 signed by a test CA made here (``Broker.ca``), configured with
-    the same ``ssl_options`` keys as ``roles/pimq_broker``."""
+    the same ``ssl_options`` keys as ``roles/pimq_broker``. ``container``: a release
+    of :data:`CONTAINER_RELEASES` whose RabbitMQ runs in a container (module doc)."""
+    if container and container not in CONTAINER_RELEASES:
+        raise ValueError(f"no RabbitMQ container for {container!r}: {CONTAINER_RELEASES}")
+    image = broker_image(container) if container else ""
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
@@ -285,6 +402,7 @@ def private_broker(
                 "log.file.level = warning",
                 *management_conf,
                 *tls_conf,
+                *(f"deprecated_features.permit.{f} = false" for f in DENIED_FEATURES if image),
                 *extra_conf,
                 "",
             ]
@@ -310,28 +428,32 @@ def private_broker(
         node, port, env, base, students, admin_pw, worker_pw, tls_port=tls_port, ca=ca_cert
     )
     broker.management_port = management_port
+    broker.container = f"pimq-rabbitmq-{secrets.token_hex(4)}" if image else ""
+    broker.denied = DENIED_FEATURES if image else ()
     epmd: subprocess.Popen | None = None
     server: subprocess.Popen | None = None
     try:
-        epmd = _start_epmd(epmd_port, base / "epmd.out")
-        with open(base / "server.out", "wb") as out:
-            server = subprocess.Popen(
-                [str(RABBIT_BIN / "rabbitmq-server")],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        broker.server_pid = server.pid
-        deadline = time.monotonic() + 150
-        while True:  # await_startup fails at once until the node has registered
-            try:
-                broker.ctl("await_startup", "--timeout", "120", timeout=150)
-                break
-            except RuntimeError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
+        if image:
+            _start_in_container(image, broker.container, env, base)
+            broker.server_pid = _container_pid(broker.container)
+        else:
+            epmd = _start_epmd(epmd_port, base / "epmd.out")
+            with open(base / "server.out", "wb") as out:
+                server = subprocess.Popen(
+                    [str(RABBIT_BIN / "rabbitmq-server")],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            broker.server_pid = server.pid
+        host_server = server
+        _await_startup(
+            broker,
+            (lambda: _container_pid(broker.container) == 0)
+            if image
+            else (lambda: host_server.poll() is not None),
+        )
         try:
             status = json.loads(broker.ctl("status", "--formatter", "json"))
             broker.version = str(status.get("rabbitmq_version", "?"))
@@ -344,14 +466,31 @@ def private_broker(
                 broker.ctl("stop", timeout=60)
             except Exception:
                 pass
+        if broker.container:
+            with open(base / "server.out", "wb") as log:
+                subprocess.run(
+                    ["docker", "logs", broker.container], stdout=log, stderr=subprocess.STDOUT
+                )
+            subprocess.run(["docker", "rm", "-f", broker.container], capture_output=True)
         kill_group(server)
         kill_group(epmd)
 
 
+def _container_pid(name: str) -> int:
+    """The host pid of the container's first process (0: not running)."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True, text=True
+    )
+    return int(out.stdout) if out.returncode == 0 and out.stdout.strip().isdigit() else 0
+
+
 if __name__ == "__main__":
+    import sys
     import tempfile
 
-    with private_broker(Path(tempfile.mkdtemp(prefix="pimq-bench-")) / "rabbit", 3) as b:
+    release = sys.argv[1] if len(sys.argv) > 1 else ""
+    base = Path(tempfile.mkdtemp(prefix="pimq-bench-")) / "rabbit"
+    with private_broker(base, 3, container=release) as b:
         print(f"RabbitMQ {b.version} on 127.0.0.1:{b.port}; admin URL {b.url('s01')}")
         try:
             signal.pause()

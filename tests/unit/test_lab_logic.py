@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pika.exceptions as px
 import pytest
 
 from pimq.config import load_student_config
@@ -21,10 +22,13 @@ def test_parse_version(text: str, version: tuple[int, ...]) -> None:
 
 
 class StubSession:
-    """Only what ensure_queue asks of a Session (a queue that does not exist yet)."""
+    """Only what ensure_queue asks of a Session (a queue that does not exist yet);
+    ``denied``: the broker refuses transient queues as RabbitMQ 4.0 does when its
+    config denies ``transient_nonexcl_queues`` (the real one: tests/integration)."""
 
-    def __init__(self, version: tuple[int, ...]) -> None:
+    def __init__(self, version: tuple[int, ...], denied: bool = False) -> None:
         self.version = version
+        self.denied = denied
         self.declared: list[tuple[str, bool]] = []
 
     def probe_queue(self, queue: str) -> None:
@@ -34,22 +38,33 @@ class StubSession:
         return self.version
 
     def ensure_queue(self, queue: str, durable: bool = True) -> None:
+        if self.denied and not durable:
+            raise px.ConnectionClosedByBroker(
+                541, "INTERNAL_ERROR - Feature `transient_nonexcl_queues` is deprecated."
+            )
         self.declared.append((queue, durable))
 
 
-def test_transient_queues_where_the_release_permits_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_transient_queues_where_the_broker_permits_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     old = StubSession((3, 10, 8))
     verbs.ensure_queue(old, "t", durable=False)  # type: ignore[arg-type]
     assert old.declared == [("t", False)]
-    new = StubSession((4, 0, 5))
-    with pytest.raises(UsageError, match=r"RabbitMQ 4\.0\.5 deprecates transient"):
-        verbs.ensure_queue(new, "t", durable=False)  # type: ignore[arg-type]
-    assert new.declared == []
-    verbs.ensure_queue(new, "d")  # type: ignore[arg-type]
-    assert new.declared == [("d", True)]
+    assert capsys.readouterr().err == ""
+    permits = StubSession((4, 0, 5))  # 4.0's default: permitted, deprecated
+    verbs.ensure_queue(permits, "t", durable=False)  # type: ignore[arg-type]
+    assert permits.declared == [("t", False)]
+    assert capsys.readouterr().err == ""  # the broker logs the deprecation itself
+    denies = StubSession((4, 0, 5), denied=True)
+    with pytest.raises(UsageError) as refused:
+        verbs.ensure_queue(denies, "t", durable=False)  # type: ignore[arg-type]
+    assert "RabbitMQ 4.0.5) does not permit transient queues" in str(refused.value)
+    assert "--durable" in str(refused.value)
+    assert denies.declared == []
+    verbs.ensure_queue(denies, "d")  # type: ignore[arg-type]
+    assert denies.declared == [("d", True)]
 
 
 def test_rpc_answers() -> None:

@@ -13,7 +13,7 @@ def main():
     connection = pika.BlockingConnection(pimq.parameters())
     channel = connection.channel()
 
-    channel.queue_declare(queue="hello")
+    channel.queue_declare(queue="hello", durable=True)  # RabbitMQ 4 deprecates transient queues
 
     def callback(ch, method, properties, body):
         print(f" [x] Received {body}")

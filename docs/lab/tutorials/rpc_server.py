@@ -8,7 +8,7 @@ import pimq
 connection = pika.BlockingConnection(pimq.parameters())
 channel = connection.channel()
 
-channel.queue_declare(queue="rpc_queue")
+channel.queue_declare(queue="rpc_queue", durable=True)  # RabbitMQ 4 deprecates transient queues
 
 
 def fib(n):

@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="durable",
         action="store_false",
         help="declare a new queue transient, its messages too: a broker restart loses them "
-        "(where the release permits it: RabbitMQ < 4.0)",
+        "(where the broker permits it: RabbitMQ 4 deprecates it, and refuses it "
+        "where its config denies transient_nonexcl_queues)",
     )
     exchange_type = argparse.ArgumentParser(add_help=False)
     exchange_type.add_argument(

@@ -1,8 +1,8 @@
 """The classic RabbitMQ teaching lab, confined to the student's own vhost.
 
 Every verb uses the student's credentials, so it can only touch their vhost.
-Queues are declared durable (``--transient``: not, where the broker's release
-permits it) and exchanges durable, fanout or topic, when they do not exist
+Queues are declared durable (``--transient``: not, where the broker permits
+it) and exchanges durable, fanout or topic, when they do not exist
 yet; existing ones are used as they are. Every verb prints one line per
 message; ``--count``/``--timeout`` end the waiting ones.
 """
@@ -49,26 +49,35 @@ def _remember_queue(queue: str) -> None:
         pass
 
 
-#: the first RabbitMQ release that deprecates transient non-exclusive queues
-#: (deprecated feature ``transient_nonexcl_queues``)
-TRANSIENT_DEPRECATED_FROM = (4, 0)
-
-
-def transient_allowed(version: tuple[int, ...]) -> bool:
-    return version < TRANSIENT_DEPRECATED_FROM
+#: RabbitMQ 4's deprecated feature for transient non-exclusive queues
+#: (permitted by default in 4.0, refused where the broker's config denies it)
+TRANSIENT_FEATURE = "transient_nonexcl_queues"
 
 
 def ensure_queue(s: Session, queue: str, durable: bool = True) -> None:
-    """Declare ``queue`` (durable unless told) unless it exists; remember it."""
-    if not durable and s.probe_queue(queue) is None:
-        version = s.server_version()
-        if not transient_allowed(version):
-            release = ".".join(map(str, version))
-            raise UsageError(
-                f"RabbitMQ {release} deprecates transient (non-durable) queues: "
-                "on this broker a queue that outlives its connection is durable (--durable)"
-            )
-    s.ensure_queue(queue, durable)
+    """Declare ``queue`` (durable unless told) unless it exists; remember it.
+
+    A transient one is declared as asked where the broker permits it; RabbitMQ
+    4 with ``transient_nonexcl_queues`` denied closes the connection instead,
+    which becomes a :class:`UsageError` that says what it allows (where it
+    permits them it logs the deprecation itself: pimq adds nothing, so a lab
+    page's output is the same on 3.10 and on 4.0's defaults)."""
+    if durable or s.probe_queue(queue) is not None:
+        s.ensure_queue(queue, durable)
+        _remember_queue(queue)
+        return
+    version = s.server_version()
+    release = ".".join(map(str, version))
+    try:
+        s.ensure_queue(queue, durable=False)
+    except px.ConnectionClosedByBroker as exc:
+        if TRANSIENT_FEATURE not in str(exc.reply_text):
+            raise
+        raise UsageError(
+            f"this broker (RabbitMQ {release}) does not permit transient queues that are "
+            f"not exclusive (its config denies the deprecated feature {TRANSIENT_FEATURE}): "
+            "declare the queue --durable (a durable queue's messages are persistent)"
+        ) from None
     _remember_queue(queue)
 
 
