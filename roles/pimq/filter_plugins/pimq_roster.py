@@ -233,8 +233,10 @@ def tenant_state(
     }
 
 
-#: pimq's own data queues, which carry whole shards (and dead-lettered ones)
-DATA_QUEUES = r"^pimq\.(tasks|dead)$"
+#: pimq's own data queues, which carry whole shards (and dead-lettered ones):
+#: pimq.tasks, pimq.dead, a routed job's pimq.job.<id> and an upload's
+#: pimq.data.<upload>.<pi> (1 MiB chunks, several ahead)
+DATA_QUEUES = r"^pimq\.(tasks|dead|job\..+|data\..+)$"
 
 
 def cap_policies(vhost: str, caps: Mapping[str, Any] | None) -> list[dict[str, Any]]:
