@@ -59,8 +59,11 @@ CODE_WAIT = 30.0
 #: half-life of a vhost's recent pool use, in seconds (VhostLink.usage)
 USAGE_HALF_LIFE = 120.0
 #: publishes of one batch of results the broker may refuse before its shards
-#: are dead-lettered (0.5 s, 1 s, 2 s, 4 s apart)
-RESULT_TRIES = 5
+#: are dead-lettered: 0.5 s, 1 s, 2 s, 4 s, then every RESULT_RETRY_MAX s, about a
+#: minute in all, so a result queue that is full only while a busy head drains
+#: it loses nothing (a result larger than the cap never fits: dead-lettered then)
+RESULT_TRIES = 12
+RESULT_RETRY_MAX = 8.0
 
 
 def is_ack_timeout(exc: BaseException) -> bool:
@@ -609,7 +612,7 @@ class VhostLink(Link):
             if ok:
                 self.settle(generation, [d.tag for d in batch], True)
             elif tries + 1 < RESULT_TRIES:
-                delay = 0.5 * 2**tries
+                delay = min(0.5 * 2**tries, RESULT_RETRY_MAX)
                 self.worker.ioloop.call_later(
                     delay,
                     lambda: self._publish_results(generation, reply_to, body, batch, tries + 1),
