@@ -423,6 +423,21 @@ class RangeBodies(Sequence[bytes]):
         self.full.add(index)
 
 
+def as_ranges(bodies: Sequence[bytes], router: Any, digest: str | None) -> RangeBodies | None:
+    """``bodies`` as ranges of dataset ``digest`` when they are slices of the very
+    file that was put and a Pi of ``router`` (a routed job's) holds it; else None
+    (the shards carry their bytes)."""
+    if (
+        router is not None
+        and digest
+        and isinstance(bodies, FileSlices)
+        and router.holds(digest)
+        and find(bodies.path) == digest
+    ):
+        return RangeBodies(bodies, digest)
+    return None
+
+
 def dataset_in(args: list[str]) -> str | None:
     """The digest of the first argument naming a file put as a dataset."""
     for arg in args:

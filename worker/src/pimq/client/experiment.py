@@ -23,12 +23,11 @@ from typing import Any
 
 from pimq import jobs
 from pimq.client.controller import Controller
-from pimq.client.data import RangeBodies, Replies, dataset_in, find
+from pimq.client.data import Replies, as_ranges, dataset_in
 from pimq.client.route import PiChoice
 from pimq.client.run import MAX_SHARDS, kind_parser, load_kind
 from pimq.config import load_student_config, student_config_path
 from pimq.errors import JobFailed, UsageError
-from pimq.jobs.split import FileSlices
 
 MAX_UPTO = 64
 
@@ -98,16 +97,7 @@ def run_experiment(kind: str, rest: list[str]) -> int:
 
         def make_bodies(_consumers: int) -> Sequence[bytes]:
             bodies = split()
-            router = holder[0].router
-            if (
-                router is not None
-                and digest
-                and isinstance(bodies, FileSlices)
-                and router.holds(digest)
-                and find(bodies.path) == digest
-            ):
-                return RangeBodies(bodies, digest)
-            return bodies
+            return as_ranges(bodies, holder[0].router, digest) or bodies
 
         choice = PiChoice(count=n, prefer=digest or "")
         holder.append(

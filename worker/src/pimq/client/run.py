@@ -12,14 +12,13 @@ from typing import Any
 
 from pimq import jobs
 from pimq.client.controller import QUEUE_WAIT, Controller, JobOutcome
-from pimq.client.data import RangeBodies, dataset_in, find
+from pimq.client.data import as_ranges, dataset_in
 from pimq.client.history import Recorder
 from pimq.client.module import StudentModule, load_module, looks_like_path
 from pimq.client.route import PiChoice, parse_pis
 from pimq.client.state import track_job, untrack_job
 from pimq.config import load_student_config, student_config_path
 from pimq.errors import JobFailed, PimqError, UsageError
-from pimq.jobs.split import FileSlices
 from pimq.protocol.wire import H_CODE, H_SHARD_TIMEOUT, MODULE_KIND
 
 # More shards than this only adds overhead (and takes minutes to publish).
@@ -144,15 +143,10 @@ def run_job(kind: str, rest: list[str]) -> int:
             raise UsageError(str(exc)) from None
         if not isinstance(bodies, Sequence):  # a generator, say
             bodies = list(bodies)
-        router = None if args.local else controller.router
-        if (
-            router is not None
-            and digest
-            and isinstance(bodies, FileSlices)
-            and router.holds(digest)
-            and find(bodies.path) == digest
-        ):
-            bodies = RangeBodies(bodies, digest)  # the Pis read their own copy
+        # (--local: no route, and no dataset looked up)
+        ranges = None if args.local else as_ranges(bodies, controller.router, digest)
+        if ranges is not None:
+            bodies = ranges  # the Pis read their own copy
             used.append(digest)
         return bodies if len(bodies) else [b""]
 
