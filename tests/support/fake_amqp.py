@@ -728,6 +728,18 @@ def make_room(monkeypatch: Any, tmp_path: Path) -> Room:
     return Room(broker, loop)
 
 
+def worker_on_virtual_time(monkeypatch: Any, room: Room) -> Room:
+    """``room`` with the worker's clock (``time.monotonic`` of the daemon and the
+    vhost links) on the room's virtual time, for deadlines and fair-share ages."""
+    import pimq.worker.daemon
+    import pimq.worker.vhost
+
+    clock = SimpleNamespace(monotonic=lambda: room.loop.now)
+    monkeypatch.setattr(pimq.worker.daemon, "time", clock)
+    monkeypatch.setattr(pimq.worker.vhost, "time", clock)
+    return room
+
+
 def start_worker(
     room: Room, vhosts: tuple[str, ...], processes: int = 1, name: str | None = None, **cfg: Any
 ) -> Any:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from support.fake_amqp import InlinePool, Room, make_room, start_worker
+from support.fake_amqp import InlinePool, Room, make_room, start_worker, worker_on_virtual_time
 
-import pimq.worker.daemon
-import pimq.worker.vhost
 from pimq.client.controller import Controller
 from pimq.config import StudentConfig
 from pimq.errors import JobFailed
@@ -31,11 +28,7 @@ ACK_TIMEOUT = (
 
 @pytest.fixture
 def room(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Room:
-    room = make_room(monkeypatch, tmp_path)
-    clock = SimpleNamespace(monotonic=lambda: room.loop.now)  # the worker on virtual time
-    monkeypatch.setattr(pimq.worker.daemon, "time", clock)
-    monkeypatch.setattr(pimq.worker.vhost, "time", clock)
-    return room
+    return worker_on_virtual_time(monkeypatch, make_room(monkeypatch, tmp_path))
 
 
 def job(count: int) -> Controller:

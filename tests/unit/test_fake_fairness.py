@@ -10,24 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from support.fake_amqp import Room, make_room, start_worker
+from support.fake_amqp import Room, make_room, start_worker, worker_on_virtual_time
 
-import pimq.worker.daemon
-import pimq.worker.vhost
 from pimq.protocol import topology
 from pimq.protocol.wire import shard_properties
 
 
 @pytest.fixture
 def room(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Room:
-    room = make_room(monkeypatch, tmp_path)
-    clock = SimpleNamespace(monotonic=lambda: room.loop.now)  # the worker on virtual time
-    monkeypatch.setattr(pimq.worker.daemon, "time", clock)
-    monkeypatch.setattr(pimq.worker.vhost, "time", clock)
-    return room
+    return worker_on_virtual_time(monkeypatch, make_room(monkeypatch, tmp_path))
 
 
 def queue_sleeps(room: Room, vhost: str, job: str, count: int, seconds: int) -> str:
