@@ -19,11 +19,14 @@ ifndef PIMQ_RUN
 PIMQ_RUN := $(shell date +%Y%m%dT%H%M%S)-$(shell echo $$PPID)
 endif
 export PIMQ_RUN
-# What make test runs, in order; make test-all adds the heavy matrix.
-TEST_SUITES := lint unit integration test-harness test-classroom molecule chaos-ci
+# What make test runs, in order; make test-all adds the heavy matrix. Suites
+# joined by + run at the same time (tests/harness/suites.py): the integration
+# suite mostly waits on its brokers, while converging the room and Molecule's
+# own room keep the two cores busy.
+TEST_SUITES := lint unit integration-newest+integration-pika12+converge+molecule test-harness test-classroom chaos-ci
 HEAVY_SUITES := chaos
 
-.PHONY: help setup lint unit integration integration-rabbitmq4 classroom provision demo known-hosts deploy check status \
+.PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts deploy check status \
         test test-all test-harness test-classroom molecule chaos chaos-ci bench clean
 
 help: ## this list
@@ -41,8 +44,12 @@ lint: setup ## ansible-lint (production), yamllint, ruff
 unit: setup ## pure-logic tests (seconds)
 	$(PYTEST) tests/unit
 
-integration: setup ## the runtime against a real RabbitMQ, with the newest pika and Debian's pika 1.2
+integration: integration-newest integration-pika12 ## the runtime against a real RabbitMQ, with the newest pika, then Debian's pika 1.2
+
+integration-newest: setup ## the integration suite with the newest pika (.venv)
 	$(PYTEST) tests/integration
+
+integration-pika12: setup ## the integration suite with Debian bookworm's python3 and pika 1.2, as on the Pis (.venv-deb)
 	.venv-deb/bin/python -m pytest tests/integration
 
 integration-rabbitmq4: setup ## the same tests against Debian trixie's RabbitMQ 4.0 (a local container, every deprecated feature denied) with trixie's pika 1.3
@@ -53,6 +60,9 @@ classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and le
 
 provision: classroom ## run playbooks/site.yml on the simulated classroom
 	$(ANSIBLE_PLAYBOOK) -i $(LOCAL) playbooks/site.yml
+
+converge: classroom ## converge site.yml on the simulated room for this run (PIMQ_RUN) as the classroom suites do first, and record it for them
+	PYTHONPATH=tests $(PY) -m support.provision
 
 demo: provision ## the simulated classroom, provisioned, and a real job run as a student
 	@PIMQ_INVENTORY=$(LOCAL) tests/harness/demo.sh

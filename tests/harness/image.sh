@@ -57,6 +57,13 @@ debootstrap_base() { # release image
   rm -rf "$root"
 }
 
+# One build at a time on this machine (make test converges the room and runs
+# Molecule at once; both start here): a second caller waits, then finds the
+# images built.
+mkdir -p .classroom
+exec 9>.classroom/image.lock
+flock 9
+
 base=pimq/debian:$release
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   if [ "$release" = bookworm ] && timeout 60 docker pull -q debian:bookworm >/dev/null 2>&1; then
@@ -67,7 +74,6 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   fi
 fi
 
-mkdir -p .classroom
 if [ "$kind" = broker ]; then
   dir=tests/harness/broker-image repo=pimq/rabbitmq
 else

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Run suites (make targets) one after the other; print how long each took.
 
-    suites.py [--make MAKE] TARGET...        make test / make test-all call it
+    suites.py [--make MAKE] TARGET[+TARGET...]...    make test / make test-all call it
 
 Each suite is ``make TARGET``, exactly what a person types for the inner loop,
-its output streamed as it comes. Every suite runs even after one has failed, so
-the table at the end shows the whole state; the exit status is non-zero if any
+its output streamed as it comes. Targets joined by ``+`` run at the same time
+(suites that mostly wait beside suites that compute): each one's output goes to
+``artifacts/<target>.log``, a line every minute says which are still running,
+and each log is printed whole, in the order given, once the group is done;
+the next group starts when all of them have ended. Every suite runs even after
+one has failed, so the table at the end shows the whole state; the exit status is non-zero if any
 failed (130 if interrupted: the table is printed all the same).
 
 The table: suite, seconds, result, and pytest's counts (passed, failed = failed
@@ -29,6 +33,7 @@ Stdlib only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -90,6 +95,59 @@ class Suite:
         return "ok" if self.rc == 0 else f"FAILED ({self.rc})"
 
 
+def run_group(make: str, group: list[Suite], env: dict[str, str]) -> None:
+    """The suites of one group at once, each into its own log; then every log in order."""
+    if len(group) == 1:
+        run_suite(make, group[0], env)
+        return
+    names = ", ".join(s.target for s in group)
+    print(f"\n\033[1m=== suites {names}: at once (logs: artifacts/<suite>.log)\033[0m", flush=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with contextlib.ExitStack() as files:
+        running: dict[str, tuple[Suite, subprocess.Popen, float]] = {}
+        reports = {}
+        for suite in group:
+            report = files.enter_context(
+                tempfile.NamedTemporaryFile("r", suffix=".jsonl", prefix="pimq-suite-")
+            )
+            reports[suite.target] = report
+            log = files.enter_context((ARTIFACTS / f"{suite.target}.log").open("w"))
+            proc = subprocess.Popen(
+                [make, "--no-print-directory", suite.target],
+                cwd=REPO,
+                env={**env, "PIMQ_SUITE_REPORT": report.name},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            running[suite.target] = (suite, proc, time.monotonic())
+        start = last = time.monotonic()
+        try:
+            while running:
+                time.sleep(1)
+                for target, (suite, proc, began) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    suite.rc, suite.seconds = proc.returncode, time.monotonic() - began
+                    del running[target]
+                    print(f"  {target}: {suite.result} in {suite.seconds:.0f} s", flush=True)
+                if running and time.monotonic() - last >= 60:
+                    last = time.monotonic()
+                    print(f"  still running after {last - start:.0f} s: {', '.join(running)}")
+        except KeyboardInterrupt:
+            for suite, proc, began in running.values():
+                proc.terminate()
+                proc.wait()
+                suite.rc, suite.seconds = 130, time.monotonic() - began
+            raise
+        finally:
+            for suite in group:
+                report = reports[suite.target]
+                suite.sessions = [Session.parse(json.loads(x)) for x in report if x.strip()]
+    for suite in group:
+        print(f"\n\033[1m=== suite {suite.target} ({make} {suite.target}): its log\033[0m")
+        print((ARTIFACTS / f"{suite.target}.log").read_text(), end="", flush=True)
+
+
 def run_suite(make: str, suite: Suite, env: dict[str, str]) -> None:
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl", prefix="pimq-suite-") as report:
         print(f"\n\033[1m=== suite {suite.target}: {make} {suite.target}\033[0m", flush=True)
@@ -110,7 +168,8 @@ def run_suite(make: str, suite: Suite, env: dict[str, str]) -> None:
             suite.sessions = [Session.parse(json.loads(line)) for line in report if line.strip()]
 
 
-def table(suites: list[Suite], run_id: str) -> str:
+def table(groups: list[list[Suite]], run_id: str, wall: float) -> str:
+    suites = [s for g in groups for s in g]
     head = f"{'suite':<24} {'seconds':>8}  {'result':<15} " + COUNTS
     lines = [f"suite times (PIMQ_RUN={run_id})", head, "-" * len(head)]
 
@@ -131,7 +190,10 @@ def table(suites: list[Suite], run_id: str) -> str:
     every = [x for s in ran for x in s.sessions]
     lines.append("-" * len(head))
     total = "FAILED" if failed else "ok"
-    lines.append(f"{'total':<24} {sum(s.seconds for s in ran):8.0f}  {total:<15} {counts(every)}")
+    lines.append(f"{'total (wall clock)':<24} {wall:8.0f}  {total:<15} {counts(every)}")
+    if any(len(g) > 1 for g in groups):
+        joined = "; ".join(" + ".join(s.target for s in g) for g in groups if len(g) > 1)
+        lines.append(f"at the same time: {joined} (each row is its own wall time)")
     if failed:
         lines.append(f"failed: {', '.join(failed)}")
     return "\n".join(lines)
@@ -149,14 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     addopts = f"{os.environ.get('PYTEST_ADDOPTS', '')} --durations=10".strip()
     env = {**os.environ, "PIMQ_RUN": run_id, "PYTEST_ADDOPTS": addopts}
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    suites = [Suite(t) for t in args.targets]
+    groups = [[Suite(t) for t in arg.split("+") if t] for arg in args.targets]
+    suites = [s for g in groups for s in g]
     status = 0
+    start = time.monotonic()
     try:
-        for suite in suites:
-            run_suite(args.make, suite, env)
+        for group in groups:
+            run_group(args.make, group, env)
     except KeyboardInterrupt:
         status = 130
-    text = table(suites, run_id)
+    text = table(groups, run_id, time.monotonic() - start)
     print("\n" + text, flush=True)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "suites.txt").write_text(text + "\n")
