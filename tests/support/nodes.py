@@ -363,7 +363,8 @@ def broker_definitions(node: str) -> dict[str, Any]:
 
 
 def room_state(room: Room) -> set[str]:
-    """Everything provisioning manages, as comparable strings (no secrets)."""
+    """Everything provisioning manages, as comparable strings (no secrets): vhosts,
+    users, rights, limits, the queue-cap policies, head accounts, configs, workers' vhosts."""
     state: set[str] = set()
     for node in room.nodes:
         d = broker_definitions(node)
@@ -378,6 +379,12 @@ def room_state(room: Room) -> set[str]:
             if p["component"] == "vhost-limits":
                 for k, v in sorted(p["value"].items()):
                     state.add(f"{node} limit {p['vhost']} {k}={v}")
+        for p in d.get("policies", []):
+            caps = json.dumps(p["definition"], sort_keys=True)
+            state.add(
+                f"{node} policy {p['name']}@{p['vhost']} {p['pattern']} {p['apply-to']} "
+                f"priority={p['priority']} {caps}"
+            )
     accounts = on_node(room.head, "getent passwd").stdout
     for line in accounts.splitlines():
         name, _, uid, _, _, home, _ = line.split(":")
