@@ -154,9 +154,11 @@ class Broker:
         _, rows = self.api.call("GET", f"/api/queues/{self.v}?columns={columns}")
         return running_jobs(rows or [])
 
-    def dead_messages(self) -> int:
+    def dead_messages(self) -> int | None:
+        """Messages in the vhost's pimq.dead; None if this broker has none (a
+        broker no job ran on)."""
         status, row = self.api.call("GET", f"/api/queues/{self.v}/{quote(topology.DEAD)}")
-        return int((row or {}).get("messages") or 0) if status != 404 else 0
+        return None if status == 404 else int((row or {}).get("messages") or 0)
 
     def lend(self, action: str) -> bool:
         """Lend the admin the action's rights on the vhost; False if it already had
@@ -227,6 +229,8 @@ class Broker:
         return self.act("stop", run)
 
     def purge_dead(self) -> int:
+        if self.dead_messages() is None:
+            return 0
         return self.act("purge-dead", lambda ch: ch.queue_purge(topology.DEAD).method.message_count)
 
 
@@ -256,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out["changed"] = True
         else:
             if args.dry_run:
-                out["purged"] = broker.dead_messages()
+                out["purged"] = broker.dead_messages() or 0
             else:
                 out["purged"] = broker.purge_dead()
                 out["changed"] = out["purged"] > 0
