@@ -16,9 +16,10 @@ rights it needs, AMQP (plaintext, loopback) to act. Actions:
 ``purge-dead``  purge the vhost's ``pimq.dead``, counting what was removed
 
 ``--dry-run`` reports what would be done and changes nothing (Ansible's check
-mode). The admin has no rights on student vhosts (roles/pimq_students gives it
-none): for an action it is lent the narrowest rights it needs on that vhost
-(configure nothing, write ``pimq.control`` and ``pimq.results``, or read
+mode). The admin acts with its own rights on the vhost (RabbitMQ gives a user
+all rights on each vhost it creates through the API, as roles/pimq_students
+does); on a vhost where it has none, it is lent the narrowest rights the action
+needs (configure nothing, write ``pimq.control`` and ``pimq.results``, or read
 ``pimq.dead``), removed again when the action is over. Every queue and exchange
 name comes from :mod:`pimq.protocol.topology`.
 
