@@ -426,7 +426,10 @@ class Accounts(ModuleRun):
         part = os.path.join(folder, f".{name}-{stamp}.tar.gz.part")
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            with (
+                os.fdopen(fd, "wb") as raw,
+                tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar,
+            ):
                 # Symbolic links are stored as links, never followed.
                 tar.add(os.path.realpath(home), arcname=name, recursive=True)
             os.rename(part, path)
