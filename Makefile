@@ -27,6 +27,7 @@ TEST_SUITES := lint unit integration-newest+integration-pika12+converge+molecule
 HEAVY_SUITES := chaos
 
 .PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts deploy check status \
+        stop-job purge-dead reset-password \
         test test-all test-harness test-classroom molecule chaos chaos-ci bench clean
 
 help: ## this list
@@ -81,6 +82,24 @@ check: setup ## dry run of site.yml: make check INVENTORY=inventory/<room> (defa
 
 status: setup ## broker, workers and queue depths of a room (default: the simulated one)
 	$(ANSIBLE_PLAYBOOK) -i $(or $(INVENTORY),$(LOCAL)) playbooks/status.yml
+
+# The teacher's tools (playbooks/teacher.yml). Each takes INVENTORY (default:
+# the simulated room) and ANSIBLE_ARGS (e.g. --check: say what, change nothing).
+ROOM    = $(or $(INVENTORY),$(LOCAL))
+TEACHER = $(ANSIBLE_PLAYBOOK) -i $(ROOM) playbooks/teacher.yml -e 'pimq_teacher_student=$(STUDENT)'
+
+stop-job: setup ## stop a student's running job(s): make stop-job STUDENT=alice [JOB=id] [INVENTORY=inventory/<room>]
+	@test -n "$(STUDENT)" || { echo "usage: make stop-job STUDENT=name [JOB=id] [INVENTORY=inventory/<room>]"; exit 2; }
+	$(TEACHER) -e pimq_teacher_action=stop-job $(if $(JOB),-e 'pimq_teacher_job=$(JOB)') $(ANSIBLE_ARGS)
+
+purge-dead: setup ## purge a student's pimq.dead on every broker, counting what went: make purge-dead STUDENT=alice
+	@test -n "$(STUDENT)" || { echo "usage: make purge-dead STUDENT=name [INVENTORY=inventory/<room>]"; exit 2; }
+	$(TEACHER) -e pimq_teacher_action=purge-dead $(ANSIBLE_ARGS)
+
+reset-password: setup ## a new password for a student (brokers, head login, config file) and its handout line: make reset-password STUDENT=alice
+	@test -n "$(STUDENT)" || { echo "usage: make reset-password STUDENT=name [INVENTORY=inventory/<room>]"; exit 2; }
+	$(TEACHER) -e pimq_teacher_action=reset-password $(ANSIBLE_ARGS)
+	@$(if $(findstring --check,$(ANSIBLE_ARGS)),true,$(PY) tools/handout_line.py $(ROOM) '$(STUDENT)')
 
 test-harness: classroom ## the simulated classroom itself works
 	$(PYTEST) tests/harness

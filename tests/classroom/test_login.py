@@ -7,40 +7,12 @@ Passwords reach ssh through SSH_ASKPASS (a script that reads a 0600 file), never
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 from support import nodes
+from support.students import password_ssh
 
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(2400)]
 STUDENT = "grace"  # no other classroom test logs in as her
-
-
-def password_ssh(room: nodes.Room, user: str, password: str, tmp: Path, command: str = "id -un"):
-    """``ssh user@head command`` offering only a password (no key, no agent)."""
-    secret, askpass = tmp / f"{user}.pw", tmp / "askpass.sh"
-    secret.write_text(password + "\n")
-    secret.chmod(0o600)
-    askpass.write_text('#!/bin/sh\nexec cat "$PIMQ_TEST_PASSWORD_FILE"\n')
-    askpass.chmod(0o700)
-    pairs = zip(nodes.SSH_OPTIONS[::2], nodes.SSH_OPTIONS[1::2], strict=True)
-    options = [x for flag, value in pairs if value != "BatchMode=yes" for x in (flag, value)]
-    argv = [
-        "ssh", *options, "-o", "PreferredAuthentications=password,keyboard-interactive",
-        "-o", "PubkeyAuthentication=no", "-o", "IdentityAgent=none",
-        "-o", "NumberOfPasswordPrompts=1", f"{user}@{room.ips[room.head]}", command,
-    ]  # fmt: skip
-    env = {
-        **os.environ,
-        "SSH_ASKPASS": str(askpass),
-        "SSH_ASKPASS_REQUIRE": "force",
-        "PIMQ_TEST_PASSWORD_FILE": str(secret),
-    }
-    return subprocess.run(
-        argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
-    )
 
 
 def sshd_allows_passwords(room: nodes.Room, user: str) -> bool:

@@ -17,8 +17,11 @@ description:
   - An account given a C(password) gets it (C(chpasswd), on its standard
     input: never in argv) when it has no usable one - just created, or made
     while password login was off - never over a password it has, so a
-    student's own C(passwd) change stays.
+    student's own C(passwd) change stays - unless the account is in
+    C(reset_password) (the teacher's C(make reset-password)).
   - Every user in C(absent) is removed (C(userdel), with C(-r -f) when C(remove_home)).
+    With C(archive_dir), the home is first archived (C(archive_dir/name-<UTC time>.tar.gz),
+    root's, 0600, in a root-owned 0700 folder); a failed archive removes nothing.
   - pimq changes or removes only the accounts it made - members of
     C(marker_group) (a system group, created if missing; every new account is
     made a member). An account an earlier pimq made (its own primary group, the
@@ -80,6 +83,21 @@ options:
     description: Remove the home (and the user's processes) of an absent user.
     type: bool
     default: true
+  archive_dir:
+    description:
+      - With C(remove_home), archive an absent user's home here before it is
+        removed (tar.gz, owner root, mode 0600; the folder is made root's,
+        0700). Empty - no archive.
+    type: str
+    default: ""
+  reset_password:
+    description:
+      - Accounts whose C(password) is set even though they have a usable one
+        (a password reset by the teacher). Not idempotent by design - each run
+        with a name here sets it again.
+    type: list
+    elements: str
+    default: []
   config_path:
     description: Path of the config file, relative to the home.
     type: str
@@ -118,6 +136,8 @@ import os
 import pwd
 import re
 import stat
+import tarfile
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -201,9 +221,11 @@ class Accounts(ModuleRun):
             return
         if any(c in password for c in ":\n"):
             self.fail(f"account {name}: a login password cannot hold ':' or a line break")
-        if not created and self.has_password(name):
+        reset = name in self.p["reset_password"]
+        if not created and not reset and self.has_password(name):
             return
-        if created or self.change(f"account {name}: login password set"):
+        what = "reset" if reset and not created else "set"
+        if created or self.change(f"account {name}: login password {what}"):
             self.command(["chpasswd"], data=f"{name}:{password}")  # run_command adds the newline
 
     @staticmethod
@@ -377,11 +399,63 @@ class Accounts(ModuleRun):
     def remove(self, name: str) -> None:
         if self.verdicts[name].kind == FREE:
             return
+        archive = self.p["archive_dir"]
+        if archive and self.p["remove_home"]:
+            self.archive(name, archive)  # (a failure fails the task: nothing removed)
         if self.change(f"account {name}: removed"):
             cmd = ["userdel"]
             if self.p["remove_home"]:
                 cmd += ["--remove", "--force"]
             self.command([*cmd, name])
+
+    def archive(self, name: str, folder: str) -> str | None:
+        """Archive the home of `name` (their account's home) into `folder`; the
+        archive's path, or None in check mode. A home that is missing is not
+        archived (the account is still removed)."""
+        try:
+            home = pwd.getpwnam(name).pw_dir
+        except KeyError:
+            return ""
+        if not os.path.isdir(home):
+            return ""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = os.path.join(folder, f"{name}-{stamp}.tar.gz")
+        if not self.change(f"account {name}: home {home} archived to {path}"):
+            return None
+        self.archive_folder(folder)
+        part = os.path.join(folder, f".{name}-{stamp}.tar.gz.part")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with (
+                os.fdopen(fd, "wb") as raw,
+                tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar,
+            ):
+                # Symbolic links are stored as links, never followed.
+                tar.add(os.path.realpath(home), arcname=name, recursive=True)
+            os.rename(part, path)
+        except OSError as exc:
+            try:
+                os.unlink(part)
+            except FileNotFoundError:
+                pass
+            self.fail(f"account {name}: archiving {home} failed ({exc}): nothing was removed")
+        return path
+
+    def archive_folder(self, folder: str) -> None:
+        """The archive folder: made if missing (0700, root's); refused if it is a
+        symbolic link or someone else's."""
+        if not os.path.isabs(folder):
+            self.fail(f"archive_dir {folder} is not an absolute path")
+        os.makedirs(os.path.dirname(folder), mode=0o755, exist_ok=True)
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+            self.fail(f"archive_dir {folder} is not a folder of root's: not archiving into it")
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.chmod(folder, 0o700)
 
     # --- ownership ----------------------------------------------------------------------
     def judge(self) -> None:
@@ -447,6 +521,8 @@ def main() -> None:
             groups=list_of("str"),
             exclusive_keys=dict(type="bool", default=False),
             remove_home=dict(type="bool", default=True),
+            archive_dir=dict(type="str", default=""),
+            reset_password=list_of("str"),
             config_path=dict(type="str", default=".config/pimq/config.yaml"),
             marker_group=dict(type="str", default="pimq-students"),
         ),

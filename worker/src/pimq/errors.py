@@ -11,6 +11,7 @@ Exit codes of the ``pimq`` command:
 4      ``--timeout`` elapsed before every shard came back, or the broker
        refused a publish (a queue at the room's cap) for longer than the
        command waits for room (``--queue-wait``)
+5      the teacher stopped the job (``make stop-job``); its shards were dropped
 130    interrupted (Ctrl-C); the job was cancelled
 =====  ==========================================================
 """
@@ -48,6 +49,12 @@ class QueueFull(PimqError):
     """The broker refused publishes (a queue at its cap) for longer than we wait."""
 
     exit_code = 4
+
+
+class JobStopped(PimqError):
+    """The teacher stopped the job (a stop message on its result queue)."""
+
+    exit_code = 5
 
 
 class Interrupted(PimqError):

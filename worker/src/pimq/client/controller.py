@@ -38,6 +38,7 @@ from pimq.errors import (
     BrokerError,
     Interrupted,
     JobFailed,
+    JobStopped,
     JobTimeout,
     PimqError,
     QueueFull,
@@ -49,6 +50,7 @@ from pimq.protocol.wire import (
     BadMessage,
     Result,
     decode_results,
+    decode_stopped,
     encode_cancel,
     encode_code,
     shard_properties,
@@ -428,6 +430,11 @@ class Controller(Link):
     def _on_result(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         self._ack_later(ch, method.delivery_tag)
         if self.finishing or (self.router is not None and self.router.on_result(body)):
+            return
+        stopped = decode_stopped(body)
+        if stopped is not None:
+            if stopped[0] == self.job:  # the teacher stopped it (make stop-job)
+                self._fail(JobStopped(f"job {self.job} was stopped by the {stopped[1]}"))
             return
         try:
             batch = decode_results(body)

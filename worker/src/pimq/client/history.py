@@ -3,7 +3,8 @@
 ``$XDG_STATE_HOME/pimq/history.sqlite`` (``~/.local/state/pimq/history.sqlite``),
 mode 0600 in a 0700 directory. A run is recorded when it starts (status
 ``running``, with its pid) and updated when it ends (``ok``, ``failed``,
-``timeout``, ``interrupted``, ``unreachable`` or ``error``, with the exit code).
+``timeout``, ``stopped`` (by the teacher), ``interrupted``, ``unreachable`` or
+``error``, with the exit code).
 A run whose process vanished without an update (killed) reads as ``killed``.
 
 Several ``pimq run`` of one student may write at once: the database is in WAL
@@ -38,7 +39,15 @@ MAX_RESULT_BYTES = 4 * 1024 * 1024
 BUSY_TIMEOUT_MS = 15_000
 
 #: exit code -> status word
-STATUS = {0: "ok", 1: "failed", 2: "error", 3: "unreachable", 4: "timeout", 130: "interrupted"}
+STATUS = {
+    0: "ok",
+    1: "failed",
+    2: "error",
+    3: "unreachable",
+    4: "timeout",
+    5: "stopped",
+    130: "interrupted",
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -32,8 +32,11 @@ A result message is a small JSON object with the results of one or more shards
 of one job (see :func:`encode_results`). A dead letter is
 the original message with ``pimq-reason`` (one line) and, where a job raised,
 ``pimq-traceback`` added. A control message is JSON
-``{"cancel": "<job>", "reason": "cancelled" | "done"}``, or a module
+``{"cancel": "<job>", "reason": "cancelled" | "done" | "stopped"}``, or a module
 announcement ``{"code": "<sha256>", "job": ..., "filename": ..., "source": ...}``.
+When the teacher stops a job (``make stop-job``), its controller is told on
+its own result queue: ``{"stopped": "<job>", "by": "teacher"}``
+(:func:`encode_stopped`).
 """
 
 from __future__ import annotations
@@ -323,9 +326,28 @@ def decode_results(body: bytes) -> list[Result]:
 
 
 def encode_cancel(job: str, reason: str = "cancelled") -> bytes:
-    """Drop the job's remaining shards. ``reason`` is "cancelled" or "done"
-    (sent when a job ends, so stray duplicates of its shards are dropped)."""
+    """Drop the job's remaining shards. ``reason`` is "cancelled", "done"
+    (sent when a job ends, so stray duplicates of its shards are dropped) or
+    "stopped" (by the teacher)."""
     return json.dumps({"cancel": job, "reason": reason}).encode()
+
+
+def encode_stopped(job: str, by: str = "teacher") -> bytes:
+    """Tell a job's controller, on its result queue (through :data:`RESULTS`),
+    that someone else stopped the job (the workers are told by a cancel with
+    reason "stopped" on ``pimq.control``)."""
+    return json.dumps({"stopped": job, "by": by}).encode()
+
+
+def decode_stopped(body: bytes) -> tuple[str, str] | None:
+    """(job, who) of a stop message, or None if the body is not one."""
+    if not body.startswith(b'{"stopped"'):
+        return None
+    doc = _doc(body)
+    job, by = doc.get("stopped"), doc.get("by")
+    if not (isinstance(job, str) and JOB_RE.match(job)):
+        return None
+    return job, by if isinstance(by, str) and by else "teacher"
 
 
 def encode_code(job: str, code: str, filename: str, source: str) -> bytes:
