@@ -222,3 +222,11 @@ def test_the_pi_health_timer_writes_the_throttling_bits_where_vcgencmd_exists(pr
         ["systemctl", "show", "pimq-pi-health.service", "--property=Result,ConditionResult"],
     ).stdout
     assert "ConditionResult=no" in state and "Result=success" in state, state
+
+
+def test_the_monitor_playbook_does_nothing_when_the_monitor_is_off(converged, converge_vars):
+    run = nodes.playbook("monitor.yml", extra_vars={**converge_vars, "pimq_monitor_enabled": False})
+    assert run.rc == 0, run.tail()
+    assert run.recap and all(r["ok"] == 0 and r["changed"] == 0 for r in run.recap.values()), (
+        run.recap
+    )
