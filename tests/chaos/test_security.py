@@ -38,7 +38,11 @@ SANDBOX = (
     "NoNewPrivileges",
 )
 # places the worker must not write to
-FORBIDDEN = ("/etc/pimq", "/opt/pimq", "/usr/local/bin", "/var/log", "/home", "/root")
+FORBIDDEN = (
+    "/etc/pimq", "/opt/pimq", "/usr/local/bin", "/var/log", "/home", "/root", "/var/lib/prometheus",
+)  # fmt: skip
+# the node exporter's textfile folder (roles/pimq_monitor): the worker's metrics go there
+METRICS = "/var/lib/pimq-metrics"
 NOT_SANDBOX = ("Type", "ExecStart", "Restart", "RestartSec", "Environment")
 PROBE = (
     'for p in "$@"; do if ( : > "$p/.chaos-probe" ) 2>/dev/null; '
@@ -298,10 +302,10 @@ def test_worker_sandbox(room: nodes.Room, converged) -> None:
         found = re.search(r"Overall exposure level for pimq-worker.service: ([0-9.]+) (\S+)", out)
         exposure = f"{found.group(1)} {found.group(2)}" if found else "?"
         state = "/var/lib/" + props["StateDirectory"].split()[0] if props["StateDirectory"] else ""
-        places = [*FORBIDDEN, state, "/tmp"]
+        places = [*FORBIDDEN, state, "/tmp", METRICS]
         result = probe_writes(node, places)
         writable = [p for p in places if result.get(p)]
-        if set(result) != set(places) or not result.get(state):
+        if set(result) != set(places) or not result.get(state) or not result.get(METRICS):
             problems.append(f"{node}: the probe did not run as expected: {result}")
         figures.add(
             "Worker sandbox (pimq-worker.service)",
@@ -316,7 +320,7 @@ def test_worker_sandbox(room: nodes.Room, converged) -> None:
         )
         if not found:
             problems.append(f"{node}: no exposure figure in:\n{out}")
-        allowed = {state, "/tmp"}
+        allowed = {state, "/tmp", METRICS}
         if set(writable) - allowed:
             problems.append(f"{node}: worker can write to {sorted(set(writable) - allowed)}")
     assert not problems, "\n".join(problems)

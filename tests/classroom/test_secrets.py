@@ -50,6 +50,7 @@ def test_worker_config_is_root_pimq_0640(converged, room, creds):
             "shard_timeout": 600,
             "consumer_timeout": 1800,
             "dataset_quota_mb": 1024,
+            "metrics": "/var/lib/pimq-metrics/pimq-worker.prom",  # the monitor's textfile
         }
 
 
