@@ -2,11 +2,11 @@
 
 ``gunicorn 'pimq.page.app:create_app()'`` on the head (``pimq-page.service``,
 ``roles/pimq_page``). Its settings are ``/etc/pimq/page.yaml`` (no secret
-in it: ``$PIMQ_PAGE_CONFIG`` to use another); its secrets come from
-systemd's credentials directory (``$CREDENTIALS_DIRECTORY``: ``password``,
-the page's own password for Prometheus and the broker, and ``logins``, the
-teachers' password hashes), never from the command line or a world-readable
-file.
+in it: ``$PIMQ_PAGE_CONFIG`` to use another); its secrets are files of its
+``secrets_dir`` (or systemd's ``$CREDENTIALS_DIRECTORY``): ``password``, the
+page's own password for Prometheus and the broker, and ``logins``, the
+teachers' password hashes; never on the command line or in a file others
+can read.
 
 Only the admin and the inventory's teachers log in (a form; the session is a
 signed cookie, Secure, HttpOnly, SameSite=Strict, its key made at start, so
@@ -54,6 +54,8 @@ class Settings:
     keep_records: int = KEEP
     refresh_seconds: int = 10
     state_dir: str = ""
+    #: where ``password`` and ``logins`` are (default: systemd's credentials)
+    secrets_dir: str = ""
     password: str = field(default="", repr=False)
     logins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -70,7 +72,12 @@ def load_settings(
     unknown = sorted(str(k) for k in data if k not in known)
     if unknown:
         raise ValueError(f"{p}: unknown key(s): {', '.join(unknown)}")
-    creds = Path(credentials or os.environ.get("CREDENTIALS_DIRECTORY") or "/nonexistent")
+    creds = Path(
+        credentials
+        or data.get("secrets_dir")
+        or os.environ.get("CREDENTIALS_DIRECTORY")
+        or "/nonexistent"
+    )
     password = ""
     logins: dict[str, Any] = {}
     if (creds / "password").exists():
@@ -148,6 +155,7 @@ def create_app(
 ) -> Flask:
     """The app; ``settings`` default to :func:`load_settings` (the service's)."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config.update(
