@@ -16,7 +16,6 @@ back. The service runs as its own unprivileged user, its secrets readable by it 
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import time
 import urllib.error
@@ -253,6 +252,18 @@ def wait_page(driver, predicate, timeout: float, what: str):
         time.sleep(0.5)
 
 
+def login(driver, url: str, creds: nodes.Credentials) -> None:
+    """Log in as the admin through the form (if not logged in yet)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url + "/")
+    if driver.current_url.endswith("/login"):
+        driver.find_element(By.ID, "name").send_keys("pimq-admin")
+        driver.find_element(By.ID, "password").send_keys(creds.admin)
+        driver.find_element(By.ID, "login").click()
+    wait_page(driver, lambda d: d.find_elements(By.ID, "pis"), 20, "the room after the login")
+
+
 def test_the_teacher_sees_the_room_and_the_class_jobs(
     room: nodes.Room, url: str, creds: nodes.Credentials, browser
 ) -> None:
@@ -266,10 +277,7 @@ def test_the_teacher_sees_the_room_and_the_class_jobs(
     assert "Wrong name or password" in browser.find_element(By.ID, "login-error").text
     shot(browser, "login-refused")
 
-    browser.find_element(By.ID, "name").send_keys("pimq-admin")
-    browser.find_element(By.ID, "password").send_keys(creds.admin)
-    browser.find_element(By.ID, "login").click()
-    wait_page(browser, lambda d: d.find_elements(By.ID, "pis"), 20, "the room after the login")
+    login(browser, url, creds)
     shown = {
         e.get_attribute("id").removeprefix("pi-"): e.get_attribute("data-state")
         for e in browser.find_elements(By.CSS_SELECTOR, "tr.pi")
@@ -306,19 +314,18 @@ def test_the_teacher_sees_the_room_and_the_class_jobs(
     experiment = nodes.ssh(
         room,
         STUDENT,
-        "pimq experiment primes 400000 --upto 2 --repeats 1 --json --png /dev/null",
+        "pimq experiment primes 400000 --upto 2 --repeats 1 --json --png experiment-test.png",
         timeout=300,
     )
     doc = json.loads(experiment.stdout.strip().splitlines()[-1])
     speedup = doc["rows"][-1]["speedup"]
 
     def experiment_row(d):
-        for row in d.find_elements(By.CSS_SELECTOR, "tr.job"):
-            if "primes" in row.text and re.search(r"\d\.\d\dx done$", row.text.strip()):
-                return row.text
-        return None
+        rows = d.find_elements(By.ID, f"job-{doc['job']}")
+        return rows[0].text if rows else None
 
     text = wait_page(browser, experiment_row, 2 * REFRESH + 5, "the experiment with its speedup")
+    assert STUDENT in text and "primes" in text and text.endswith("done"), text
     assert f"{speedup:.2f}x" in text, (text, speedup)
     shot(browser, "experiment")
     # the page's own refresh (no reload from here) keeps it current

@@ -165,6 +165,7 @@ def run_experiment(kind: str, rest: list[str]) -> int:
             speedup=head.median / rows[-1].median if exit_code == 0 else None,
         )
     doc = {
+        "job": job,  # its id in the teacher's record
         "kind": kind,
         "params": job_params,
         "shards": shards,
