@@ -227,9 +227,12 @@ class Credentials:
     admin: str
     worker: str
     students: dict[str, str]
+    #: the monitor's (roles/pimq_monitor), by file: Prometheus' scrape login
+    #: (prometheus), the page's login to Prometheus (page), each teacher's
+    monitor: dict[str, str] = field(default_factory=dict)
 
     def all(self) -> list[str]:
-        return [self.admin, self.worker, *self.students.values()]
+        return [self.admin, self.worker, *self.students.values(), *self.monitor.values()]
 
 
 def credentials(inventory: Path = INVENTORY) -> Credentials:
@@ -239,6 +242,15 @@ def credentials(inventory: Path = INVENTORY) -> Credentials:
         admin=(base / "admin.txt").read_text().strip(),
         worker=(base / "pimq-worker.txt").read_text().strip(),
         students=students,
+        monitor={
+            p.stem: p.read_text().strip()
+            for p in [
+                base / "prometheus.txt",
+                base / "page.txt",
+                *sorted(base.glob("teachers/*.txt")),
+            ]
+            if p.exists()
+        },
     )
 
 

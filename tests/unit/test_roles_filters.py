@@ -258,3 +258,23 @@ def test_tls_sans_is_registered_and_checks_input() -> None:
         tls.tls_sans("", {})
     with pytest.raises(AnsibleFilterError, match="expects the host's variables, got list"):
         tls.tls_sans("pi", [])
+
+
+monitor = plugin("pimq_monitor", "pimq_monitor")
+
+
+def test_pimq_bcrypt_is_stable_checks_and_refuses_bad_salts():
+    import bcrypt
+
+    salt = "AbCdEfGhIjKlMnOpQrStU"
+    first = monitor.FilterModule().filters()["pimq_bcrypt"]("s3cret-pw", salt, 4)
+    assert first == monitor.bcrypt_hash("s3cret-pw", salt, 4)  # a second run: the same hash
+    assert first.startswith("$2b$04$" + salt)
+    assert bcrypt.checkpw(b"s3cret-pw", first.encode())
+    assert not bcrypt.checkpw(b"other", first.encode())
+    assert monitor.bcrypt_hash("s3cret-pw", "UtSrQpOnMlKjIhGfEdCbA", 4) != first
+    for bad in ("short", "AbCdEfGhIjKlMnOpQrSt!", ""):
+        with pytest.raises(ValueError):
+            monitor.bcrypt_hash("pw", bad, 4)
+    with pytest.raises(ValueError):
+        monitor.bcrypt_hash("pw", salt, 3)

@@ -47,6 +47,9 @@ class WorkerConfig:
     name: str = ""
     #: room for each student's datasets (``pimq data put``) on this Pi, in MiB
     dataset_quota_mb: int = 1024
+    #: the worker's metrics as a node-exporter textfile (``pimq.worker.metrics``);
+    #: "" = none
+    metrics: str = ""
 
     def dataset_quota(self) -> int:
         return self.dataset_quota_mb * 2**20
@@ -149,6 +152,17 @@ def _port(path: Path, data: dict[str, Any], ca: str | None) -> int:
     return _int(path, data, "port", AMQPS_PORT if ca else AMQP_PORT, 1, 65535)
 
 
+def _metrics(path: Path, data: dict[str, Any]) -> str:
+    """The ``metrics`` key: an absolute path ending in .prom (the node exporter's
+    textfile collector reads only those), or "" (absent, null or empty: none)."""
+    value = data.get("metrics") or ""
+    if not isinstance(value, str) or (
+        value and not (value.startswith("/") and value.endswith(".prom"))
+    ):
+        raise ConfigError(f"config file {path}: metrics must be an absolute path ending in .prom")
+    return value
+
+
 def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerConfig:
     p = Path(path)
     data = _load_mapping(p)
@@ -168,6 +182,7 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
             "consumer_timeout",
             "name",
             "dataset_quota_mb",
+            "metrics",
         },
     )
     ca = _ca(p, data)
@@ -198,6 +213,7 @@ def load_worker_config(path: str | os.PathLike[str] = WORKER_CONFIG) -> WorkerCo
         consumer_timeout=_int(p, data, "consumer_timeout", 1800, 0, 7 * 24 * 3600),
         name=_str(p, data, "name") if "name" in data else "",
         dataset_quota_mb=_int(p, data, "dataset_quota_mb", 1024, 0, 2**24),
+        metrics=_metrics(p, data),
     )
 
 

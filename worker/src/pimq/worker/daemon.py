@@ -29,6 +29,7 @@ from pika.adapters.select_connection import IOLoop
 
 from pimq.config import WorkerConfig
 from pimq.protocol.wire import MODULE_KIND
+from pimq.worker import metrics
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import MAX_BATCH, Pace
 from pimq.worker.pool import BROKER_DEADLINE, ShardPool
@@ -65,6 +66,14 @@ class Worker:
         self.ready: deque[VhostLink] = deque()
         self.served = 0  # counts the vhosts picked (VhostLink.served: when last)
         self.links = [VhostLink(self, vhost) for vhost in cfg.vhosts]
+        #: the counts behind the worker's metrics (written only with ``cfg.metrics``)
+        self.metrics = metrics.WorkerMetrics(self.pool_size)
+        self.textfile: metrics.TextfileWriter | None = None
+        if cfg.metrics:
+            if metrics.available():
+                self.textfile = metrics.TextfileWriter(self.metrics, cfg.metrics)
+            else:
+                log.warning("no prometheus_client here: the worker's metrics are not written")
         self.stopping = False
         self.signalled = 0
         self.deadline = 0.0
@@ -82,6 +91,8 @@ class Worker:
             cfg.heartbeat,
         )
         self.pool.start()
+        if self.textfile is not None:
+            metrics.every(self.ioloop, metrics.WRITE_EVERY, self.write_metrics)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             for link in self.links:
@@ -92,8 +103,15 @@ class Worker:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.pool.shutdown(force=self.pool.busy > 0)
+            self.write_metrics()
         log.info("pimq worker stopped")
         return 0
+
+    def write_metrics(self) -> None:
+        """The pool's gauges now, and the textfile (if the config names one)."""
+        self.metrics.pool(self.pool_size, self.pool.busy)
+        if self.textfile is not None:
+            self.textfile.write()
 
     def prefetch_for(self, pace: Pace) -> int:
         """Unacked shards per vhost: the configured number, or by the pace."""
@@ -290,6 +308,9 @@ class Worker:
         for d, outcome in zip(batch, outcomes, strict=True):
             by_link.setdefault(d.link, []).append((d, outcome))
             d.link.used(outcome[1], now)
+            self.metrics.ran(d.link.vhost, outcome[1])
+            if not outcome[0] and metrics.is_limit_kill(outcome[3]):
+                self.metrics.killed(d.link.vhost)
         for link, done in by_link.items():
             link.finish(done)
         self.fill()

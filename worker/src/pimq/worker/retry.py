@@ -24,6 +24,7 @@ from pimq.protocol.wire import (
     retry_properties,
     shard_result,
 )
+from pimq.worker import metrics
 
 if TYPE_CHECKING:
     from pimq.worker.vhost import VhostLink
@@ -89,6 +90,7 @@ def retry_or_dead_letter(
             MAX_ATTEMPTS,
             error,
         )
+        link.worker.metrics.shard(link.vhost, metrics.FAILED)
         link.publish(
             topology.TASKS,
             key,
@@ -113,6 +115,7 @@ def dead_letter(
     """Move delivery ``tag`` to ``pimq.dead`` with ``reason``; acked once that
     is confirmed. A valid ``shard`` also fails its job's result."""
     log.warning("vhost %s: dead-lettered a message: %s", link.vhost, reason)
+    link.worker.metrics.shard(link.vhost, metrics.DEAD_LETTERED)
     generation = link.generation
     link.publish(
         topology.DEAD,

@@ -39,7 +39,7 @@ from pimq.protocol.wire import (
     parse_shard,
     shard_result,
 )
-from pimq.worker import retry
+from pimq.worker import metrics, retry
 from pimq.worker.datasets import Datasets
 from pimq.worker.execute import ShardOutcome
 from pimq.worker.pacing import Pace
@@ -611,6 +611,7 @@ class VhostLink(Link):
         def confirmed(ok: bool) -> None:
             if ok:
                 self.settle(generation, [d.tag for d in batch], True)
+                self.worker.metrics.shard(self.vhost, metrics.DONE, len(batch))
             elif tries + 1 < RESULT_TRIES:
                 delay = min(0.5 * 2**tries, RESULT_RETRY_MAX)
                 self.worker.ioloop.call_later(
