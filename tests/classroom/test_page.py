@@ -4,7 +4,10 @@ Debian's chromium (headless, driven by chromium-driver through selenium)
 logs in to ``https://<head>:8443/`` as the admin while students run jobs:
 every Pi of the room is listed, and a finished job (``pimq run``, ``pimq
 experiment`` with its speedup) appears within a refresh, from the teacher's
-record. Screenshots go to ``artifacts/classroom/test_page/``.
+record; with the room's Prometheus, a student running a job is listed
+active and a worker Pi stopped mid-job shows as DOWN within a scrape and a
+refresh (and up again once restarted: the room is left whole).
+Screenshots go to ``artifacts/classroom/test_page/``.
 
 As a student on the head: the page answers a redirect to its login (``/``)
 or 401 (``/api/figures``), the student's own password is not a login, the
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -337,3 +341,97 @@ def test_the_teacher_sees_the_room_and_the_class_jobs(
         "a refresh by itself",
     )
     shot(browser, "teacher-page")  # docs/teacher-page.png is one of these
+
+
+# --- with the room's Prometheus (roles/pimq_monitor) ---------------------------------
+
+SCRAPE = 10 + 5  # pimq_monitor's scrape interval + timeout: when Prometheus sees it
+
+
+def row_text(driver, row_id: str) -> str | None:
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.ID, row_id)
+    return rows[0].text if rows else None
+
+
+def state_of(driver, pi: str) -> str | None:
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.ID, f"pi-{pi}")
+    return rows[0].get_attribute("data-state") if rows else None
+
+
+def test_the_page_shows_active_students_and_a_pi_killed_mid_job(
+    room: nodes.Room, url: str, creds: nodes.Credentials, browser
+) -> None:
+    """A long job as a student: the page lists them active (jobs running,
+    shards queued, share of the fleet) and every Pi up with its figures;
+    then a worker Pi is stopped mid-job and the page shows it DOWN within
+    Prometheus' scrape and one refresh of its own. The Pi is started again
+    at the end and the page shows it up: the room is left whole."""
+    from selenium.webdriver.common.by import By
+
+    login(browser, url, creds)
+    wait_page(
+        browser,
+        lambda d: all(state_of(d, n) == "up" for n in room.nodes),
+        SCRAPE + 2 * REFRESH,
+        "every Pi up",
+    )
+    load = browser.find_element(By.ID, f"pi-{room.workers[0]}").text
+    assert "no data" not in load.split("\n")[0], load
+    job = jobs.start(
+        room, STUDENT, "sleep", "xxx", "--per-char", "1", "--shards", "40", "--timeout", "600"
+    )
+    victim = room.workers[-1]
+    try:
+        text = wait_page(
+            browser,
+            lambda d: row_text(d, f"student-{STUDENT}"),
+            SCRAPE + 2 * REFRESH,
+            f"{STUDENT} active",
+        )
+        cells = text.split()
+        assert cells[0] == STUDENT and int(cells[1]) >= 1, text
+        shot(browser, "active-student")
+        docker("stop", "-t", "1", nodes.container(victim))
+        stopped = time.monotonic()
+        wait_page(
+            browser, lambda d: state_of(d, victim) == "down", SCRAPE + 2 * REFRESH, f"{victim} DOWN"
+        )
+        took = time.monotonic() - stopped
+        shot(browser, "pi-down")
+        assert took <= SCRAPE + 2 * REFRESH, took
+        assert all(state_of(browser, n) == "up" for n in room.nodes if n != victim)
+    finally:
+        docker("start", nodes.container(victim))
+    try:
+        job.wait(timeout=600)
+        assert job.rc == 0, job.err  # nothing lost: the other Pi did the rest
+        assert job.doc["result"] == 40 * 3
+    finally:
+        if job.proc.poll() is None:
+            job.proc.kill()
+    wait_node_back(victim)
+    wait_page(
+        browser, lambda d: state_of(d, victim) == "up", SCRAPE + 3 * REFRESH, f"{victim} up again"
+    )
+    shot(browser, "pi-back")
+
+
+def docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True, timeout=120)
+
+
+def wait_node_back(node: str) -> None:
+    nodes.wait_for(
+        lambda: (
+            nodes.on_node(node, "systemctl is-system-running", check=False).stdout.strip()
+            == "running"
+        ),
+        timeout=180,
+        what=f"{node} booted with every unit running",
+    )
+    nodes.on_node(node, "rabbitmqctl -q await_startup --timeout 120", timeout=150)
+    jobs.wait_worker_active(node)
