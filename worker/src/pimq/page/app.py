@@ -136,7 +136,7 @@ class Figures:
                 error = error or error2
                 try:
                     use = figures.series(
-                        self.prom.query_range(figures.FLEET_USE, now - 3600, now, 30)
+                        self.prom.query_range(figures.FLEET_USE, now - 3600, now, 15)
                     )
                 except Exception as exc:
                     use = None
