@@ -1,5 +1,6 @@
 """Every broker holds every tenant with exactly the rights the design gives: a
-student all rights on their own vhost only, pimq-worker ^pimq\\. on each, the limits.
+student all rights on their own vhost only (and on the head, publishing to the
+teacher's record), pimq-worker ^pimq\\. on each, the limits.
 (What those rights refuse when tried: the tenant matrix, guest and the pimq-worker
 user in tests/chaos/test_security.py, which runs in CI as well.)"""
 
@@ -23,11 +24,16 @@ def test_every_broker_has_every_tenant(converged, room):
         limits = {
             p["vhost"]: p["value"] for p in d["parameters"] if p["component"] == "vhost-limits"
         }
+        # the head broker also holds the teacher's record: students may only
+        # publish a job's summary there (roles/pimq_page, tests/classroom/test_page.py)
+        record = ["pimq-teacher"] if node == room.head else []
         for s in room.students:
             assert s in vhosts and s in users, (node, s)
-            assert [v for (u, v) in perms if u == s] == [s], (
+            assert sorted(v for (u, v) in perms if u == s) == sorted([s, *record]), (
                 f"{s} has rights beyond its vhost on {node}"
             )
+            if record:
+                assert perms[(s, "pimq-teacher")] == ("^$", r"^pimq\.record$", "^$")
             assert perms[(s, s)] == (".*", ".*", ".*")
             assert perms[("pimq-worker", s)] == (r"^pimq\.",) * 3
             assert limits[s] == {"max-connections": 64, "max-queues": 64}

@@ -32,3 +32,5 @@ out=$(ssh_student -t "alice@$head" 'pimq run wordcount --word more corpus.txt' |
 grep -q "occurs $expected times" <<<"$out" || { say "pimq's answer is not grep's ($expected)"; exit 1; }
 say "alice measures it: pimq experiment wordcount --word more corpus.txt --upto 3 (1, 2, 3 Pis against one process on the head)"
 ssh_student "alice@$head" 'pimq experiment wordcount --word more corpus.txt --upto 3 --repeats 2'
+inventory=${PIMQ_INVENTORY:-inventory/local}
+say "the teacher's page: https://$head:8443/ (log in as pimq-admin, password in $inventory/credentials/admin.txt; the room CA for the browser: $inventory/credentials/tls/ca.crt.txt); alice's jobs above are listed there"

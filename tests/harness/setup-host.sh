@@ -2,8 +2,9 @@
 # make setup: prepare this (Debian/Ubuntu) machine to run the simulated
 # classroom and every test. Idempotent; a second run takes seconds.
 #   - Debian packages: Docker engine, debootstrap, and RabbitMQ + Debian's
-#     python3-pika for the integration tests (pika 1.2 as the Pis have it) and
-#     python3-prometheus-client (the worker's metrics, as the Pis have it)
+#     python3-pika for the integration tests (pika 1.2 as the Pis have it),
+#     python3-prometheus-client (the worker's metrics, as the Pis have it),
+#     chromium + chromium-driver (the teacher page's browser test)
 #   - dockerd running (started in the background where no init manages it)
 #   - .venv (pinned tools), .venv-deb (system python + Debian bookworm's pika 1.2)
 #     and .venv-pika13 (system python + pika 1.3.2, Debian trixie's version)
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/../.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
-need_debs=(docker.io debootstrap rabbitmq-server python3-pika python3-prometheus-client python3-yaml python3-venv openssh-client python3-cryptography openssl tcpdump)
+need_debs=(docker.io debootstrap rabbitmq-server python3-pika python3-prometheus-client python3-yaml python3-venv openssh-client python3-cryptography openssl tcpdump chromium chromium-driver)
 missing=()
 for p in "${need_debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

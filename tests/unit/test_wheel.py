@@ -30,6 +30,9 @@ def test_wheel_is_reproducible(tmp_path: Path) -> None:
     assert digest[0] == digest[1]
     names = zipfile.ZipFile(first).namelist()
     assert "pimq/jobs/wordcount.py" in names
+    # the teacher's page's templates are package data: they must travel too
+    for template in ("base.html", "login.html", "index.html"):
+        assert f"pimq/page/templates/{template}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     entry_points = zipfile.ZipFile(first).read("pimq-0.1.0.dist-info/entry_points.txt").decode()
     assert "pimq = pimq.cli:main" in entry_points

@@ -191,6 +191,7 @@ def tenant_state(
     max_connections: int | None = None,
     max_queues: int | None = None,
     caps: Mapping[str, Any] | None = None,
+    teacher: Mapping[str, Any] | None = None,
 ) -> dict[str, list]:
     """Desired broker state for ``pimq_rabbitmq`` from the (unnormalised) roster.
 
@@ -198,7 +199,8 @@ def tenant_state(
     every right on that vhost only; the worker user with ``^pimq\\.`` rights on
     every present vhost; with ``caps``, the byte and length caps of every
     queue as admin-owned policies (:func:`cap_policies`). Absent students:
-    vhost and user removed.
+    vhost and user removed. With ``teacher`` (the head broker only: see
+    :func:`teacher_state`), the teacher's record vhost too.
     """
     present = [s["name"] for s in roster(students, "present")]
     absent = [s["name"] for s in roster(students, "absent")]
@@ -224,12 +226,60 @@ def tenant_state(
             ],
         }
     )
-    return {
+    state: dict[str, list] = {
         "vhosts": [{"name": name, "limits": limits} for name in present],
         "policies": [p for name in present for p in cap_policies(name, caps)],
         "users": users,
         "vhosts_absent": absent,
         "users_absent": absent,
+    }
+    if teacher:
+        extra = teacher_state(teacher, len(present))
+        state["vhosts"].append(extra["vhost"])
+        state["policies"].append(extra["policy"])
+        for user in users[:-1]:  # the students, not the worker user
+            user["permissions"].append(dict(extra["student_permission"]))
+        state["users"].append(extra["page_user"])
+    return state
+
+
+def teacher_state(teacher: Mapping[str, Any], students: int = 0) -> dict[str, Any]:
+    """The teacher's record on the head broker (``teacher``: ``vhost``,
+    ``exchange``, ``page_user``, ``page_password``, ``max_records``,
+    ``max_bytes``): the vhost; a policy capping the record queue (oldest
+    records dropped first: a student flooding it cannot fill the broker);
+    every student's right to *publish* to the exchange there and nothing else
+    (configure and read ``^$``: no queue, no reading another student's
+    record); the page's user, who declares the exchange and the queue of the
+    same name, binds them and reads the queue, and has no right elsewhere."""
+    vhost = str(teacher["vhost"])
+    exchange = str(teacher["exchange"])
+    only = "^" + re.escape(exchange) + "$"
+    return {
+        "vhost": {
+            "name": vhost,
+            # each student's client opens one short connection as a job ends
+            "limits": {"max-connections": max(16, 2 * students + 4), "max-queues": 4},
+        },
+        "policy": {
+            "vhost": vhost,
+            "name": "pimq-record-cap",
+            "pattern": only,
+            "apply_to": "queues",
+            "priority": 100,
+            "definition": {
+                "max-length": int(teacher.get("max_records", 1000)),
+                "max-length-bytes": int(teacher.get("max_bytes", 1048576)),
+                "overflow": "drop-head",
+            },
+        },
+        "student_permission": {"vhost": vhost, "configure": "^$", "write": only, "read": "^$"},
+        "page_user": {
+            "name": str(teacher["page_user"]),
+            "password": teacher["page_password"],
+            "tags": [],
+            "permissions": [{"vhost": vhost, "configure": only, "write": only, "read": only}],
+        },
     }
 
 
@@ -300,4 +350,5 @@ class FilterModule:
             "pimq_tenant_state": tenant_state,
             "pimq_queue_line": queue_line,
             "pimq_cap_policies": cap_policies,
+            "pimq_teacher_state": teacher_state,
         }

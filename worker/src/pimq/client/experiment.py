@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pimq import jobs
-from pimq.client.controller import Controller
+from pimq.client import record
+from pimq.client.controller import Controller, new_job_id
 from pimq.client.data import Replies, as_ranges, dataset_in
 from pimq.client.route import PiChoice
 from pimq.client.run import MAX_SHARDS, kind_parser, load_kind
@@ -129,18 +130,42 @@ def run_experiment(kind: str, rest: list[str]) -> int:
         head.walls.append(time.perf_counter() - start)
     say(f"pimq: one process on the head: {head.median:.3f} s (median of {exp.repeats})")
     rows = [head]
-    for n in range(1, exp.upto + 1):
-        row = Row(f"{n} Pi" + ("s" if n > 1 else ""), n)
-        for r in range(exp.repeats):
-            outcome = one_run(n)
-            values = [outcome.results[i].value for i in range(outcome.count)]
-            if module.join(values, job_params) != expected:
-                raise JobFailed(f"the run on {n} Pi(s) gave another result than the head's")
-            row.walls.append(outcome.wall)
-            on = ", ".join(sorted(outcome.per_worker))
-            say(f"pimq: {row.label}, run {r + 1}: {outcome.wall:.3f} s on {on}")
-        rows.append(row)
+    job = new_job_id()  # the experiment's one entry in the teacher's record
+    used: set[str] = set()  # every Pi that ran a shard of it
+    started = time.monotonic()
+    exit_code = 130
+    try:
+        for n in range(1, exp.upto + 1):
+            row = Row(f"{n} Pi" + ("s" if n > 1 else ""), n)
+            for r in range(exp.repeats):
+                outcome = one_run(n)
+                used.update(outcome.per_worker)
+                values = [outcome.results[i].value for i in range(outcome.count)]
+                if module.join(values, job_params) != expected:
+                    raise JobFailed(f"the run on {n} Pi(s) gave another result than the head's")
+                row.walls.append(outcome.wall)
+                on = ", ".join(sorted(outcome.per_worker))
+                say(f"pimq: {row.label}, run {r + 1}: {outcome.wall:.3f} s on {on}")
+            rows.append(row)
+        exit_code = 0
+    except Exception as exc:
+        exit_code = getattr(exc, "exit_code", 1)
+        raise
+    finally:
+        runs = sum(len(r.walls) for r in rows[1:])
+        record.job_ended(
+            cfg,
+            job,
+            kind,
+            used,
+            shards * runs,
+            time.monotonic() - started,
+            exit_code,
+            # the speedup on the most Pis (head's median / theirs), when measured
+            speedup=head.median / rows[-1].median if exit_code == 0 else None,
+        )
     doc = {
+        "job": job,  # its id in the teacher's record
         "kind": kind,
         "params": job_params,
         "shards": shards,

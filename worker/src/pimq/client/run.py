@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from pimq import jobs
+from pimq.client import record
 from pimq.client.controller import QUEUE_WAIT, Controller, JobOutcome
 from pimq.client.data import as_ranges, dataset_in
 from pimq.client.history import Recorder
@@ -209,6 +210,15 @@ def run_job(kind: str, rest: list[str]) -> int:
             wall=time.monotonic() - started,
             duplicates=controller.duplicates,
         )
+        record.job_ended(
+            cfg,
+            controller.job,
+            kind,
+            {r.worker for r in controller.results.values() if r.worker},
+            controller.count,
+            time.monotonic() - started,
+            exit_code,
+        )
         raise
     finally:
         untrack_job(controller.job)
@@ -222,6 +232,7 @@ def run_job(kind: str, rest: list[str]) -> int:
         result=result,
         has_result=True,
     )
+    record.job_ended(cfg, outcome.job, kind, outcome.per_worker, outcome.count, outcome.wall, 0)
     doc = summary(kind, job_params, outcome, result)
     doc["dataset"] = used[0] if used else None
     if used:
