@@ -63,7 +63,8 @@ def test_record_has_exactly_the_fields_the_page_shows() -> None:
 
 def test_outcome_of_exit_codes() -> None:
     assert record.outcome_of(0) == "done"
-    assert record.outcome_of(130) == "stopped"
+    assert record.outcome_of(130) == "stopped"  # Ctrl-C
+    assert record.outcome_of(5) == "stopped"  # make stop-job
     for code in (1, 2, 3, 4):
         assert record.outcome_of(code) == "failed"
 
@@ -345,8 +346,14 @@ def test_teacher_vhost_students_may_only_publish_there() -> None:
         }
     ]
     assert by_name["pimq-page"]["tags"] == []
-    assert {"name": "pimq-teacher", "limits": {"max-connections": 16, "max-queues": 4}} in state[
+    # the default connection limit, the same whatever the roster's size (a roster
+    # change leaves the record's vhost as it is)
+    assert {"name": "pimq-teacher", "limits": {"max-connections": 256, "max-queues": 4}} in state[
         "vhosts"
+    ]
+    fewer = roster.tenant_state(students[:1], {"alice": "a"}, "pimq-worker", "w", teacher=teacher)
+    assert [v for v in fewer["vhosts"] if v["name"] == "pimq-teacher"] == [
+        v for v in state["vhosts"] if v["name"] == "pimq-teacher"
     ]
     (cap,) = [p for p in state["policies"] if p["vhost"] == "pimq-teacher"]
     assert cap["definition"]["overflow"] == "drop-head"

@@ -234,7 +234,7 @@ def tenant_state(
         "users_absent": absent,
     }
     if teacher:
-        extra = teacher_state(teacher, len(present))
+        extra = teacher_state(teacher)
         state["vhosts"].append(extra["vhost"])
         state["policies"].append(extra["policy"])
         for user in users[:-1]:  # the students, not the worker user
@@ -243,10 +243,10 @@ def tenant_state(
     return state
 
 
-def teacher_state(teacher: Mapping[str, Any], students: int = 0) -> dict[str, Any]:
+def teacher_state(teacher: Mapping[str, Any]) -> dict[str, Any]:
     """The teacher's record on the head broker (``teacher``: ``vhost``,
     ``exchange``, ``page_user``, ``page_password``, ``max_records``,
-    ``max_bytes``): the vhost; a policy capping the record queue (oldest
+    ``max_bytes``, ``max_connections``): the vhost; a policy capping the record queue (oldest
     records dropped first: a student flooding it cannot fill the broker);
     every student's right to *publish* to the exchange there and nothing else
     (configure and read ``^$``: no queue, no reading another student's
@@ -259,7 +259,10 @@ def teacher_state(teacher: Mapping[str, Any], students: int = 0) -> dict[str, An
         "vhost": {
             "name": vhost,
             # each student's client opens one short connection as a job ends
-            "limits": {"max-connections": max(16, 2 * students + 4), "max-queues": 4},
+            "limits": {
+                "max-connections": int(teacher.get("max_connections", 256)),
+                "max-queues": 4,
+            },
         },
         "policy": {
             "vhost": vhost,

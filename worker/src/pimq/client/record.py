@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pimq.errors import Interrupted, JobStopped
+
 RECORD_CONFIG = "/etc/pimq/record.yaml"
 RECORD_VHOST = "pimq-teacher"
 RECORD_EXCHANGE = "pimq.record"
@@ -59,11 +61,11 @@ class BadRecord(ValueError):
 
 
 def outcome_of(exit_code: int) -> str:
-    """A job's exit code as a record's outcome: 0 done, 130 (Ctrl-C, a
-    teacher's stop) stopped, anything else failed."""
+    """A job's exit code as a record's outcome: 0 done; stopped by Ctrl-C or by
+    the teacher (``make stop-job``) stopped; anything else failed."""
     if exit_code == 0:
         return "done"
-    if exit_code == 130:
+    if exit_code in (Interrupted.exit_code, JobStopped.exit_code):
         return "stopped"
     return "failed"
 
