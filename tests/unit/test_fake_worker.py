@@ -122,6 +122,30 @@ def test_a_refused_result_is_published_again_not_the_shard_rerun(room):
     assert room.broker.depth("s1", topology.DEAD) == 0
 
 
+def test_a_batch_refused_as_a_whole_goes_in_parts_each_shard_run_once(room):
+    """A batch of results over the result queue's byte cap, whose results fit one
+    by one (quick shards on a loaded worker batch up): split until they fit,
+    none dead-lettered, no shard run again."""
+    refused: list[int] = []
+
+    def refuse_batches(ch, exchange, routing_key, body):
+        if exchange == topology.RESULTS and len(json.loads(body)["results"]) > 1:
+            refused.append(len(json.loads(body)["results"]))
+            return False
+        return True
+
+    room.broker.confirm_rule = refuse_batches
+    worker = start_worker(room, ("s1",), processes=2)
+    queue = queue_shards(room, "s1", "d4" * 8, "square", [str(i).encode() for i in range(300)])
+    room.loop.run(lambda: settled(room, worker), seconds=120)
+    assert refused, "no batch was ever refused: the test checks nothing"
+    entries = results(room, "s1", queue)
+    assert sorted(e["index"] for e in entries) == list(range(300))
+    assert all(e["ok"] and e["value"] == e["index"] ** 2 for e in entries)
+    assert sorted(i for _v, _j, i in worker.pool.order) == list(range(300))  # each ran once
+    assert room.broker.depth("s1", topology.DEAD) == 0
+
+
 def test_a_result_the_cap_always_refuses_dead_letters_the_shard_once(room):
     from pimq.worker.vhost import RESULT_TRIES
 

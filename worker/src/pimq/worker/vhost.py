@@ -594,29 +594,47 @@ class VhostLink(Link):
         for (job, reply_to), batch in batches.items():
             if self.worker.log_shards:
                 self._log_batch(batch)
-            body = encode_results(job, self.worker_name, [entry for _d, _s, entry in batch])
-            self._publish_results(self.generation, reply_to, body, [d for d, _s, _e in batch], 0)
+            results = [(d, entry) for d, _s, entry in batch]
+            self._publish_results(self.generation, reply_to, job, results, 0)
 
     def _publish_results(
-        self, generation: int, reply_to: str, body: bytes, batch: list[Delivery], tries: int
+        self,
+        generation: int,
+        reply_to: str,
+        job: str,
+        results: list[tuple[Delivery, bytes]],
+        tries: int,
     ) -> None:
-        """Publish a batch of results; the shards are acked once it is confirmed.
-        A refusal (the job's result queue at the room's cap) is tried again
-        after a back-off, :data:`RESULT_TRIES` times in all; then the shards are
-        dead-lettered with the reason: running them again would only make the
-        same refused result (a requeue would loop)."""
+        """Publish a batch of results (one message); the shards are acked once it
+        is confirmed. A refused batch of several is split in two, each half sent
+        at once: together they may only be over the result queue's byte cap,
+        one by one they fit. A single refused result (the job's result queue at
+        the room's cap) is tried again after a back-off, :data:`RESULT_TRIES`
+        times in all; then its shard is dead-lettered with the reason: running
+        it again would only make the same refused result (a requeue would loop)."""
         if generation != self.generation or self.channel is None:
             return  # the connection went: the broker redelivers them
+        batch = [d for d, _entry in results]
+        body = encode_results(job, self.worker_name, [entry for _d, entry in results])
 
         def confirmed(ok: bool) -> None:
             if ok:
                 self.settle(generation, [d.tag for d in batch], True)
                 self.worker.metrics.shard(self.vhost, metrics.DONE, len(batch))
+            elif len(results) > 1:
+                half = len(results) // 2
+                for part in (results[:half], results[half:]):
+                    self.worker.ioloop.call_later(
+                        0,
+                        lambda part=part: self._publish_results(
+                            generation, reply_to, job, part, tries
+                        ),
+                    )
             elif tries + 1 < RESULT_TRIES:
                 delay = min(0.5 * 2**tries, RESULT_RETRY_MAX)
                 self.worker.ioloop.call_later(
                     delay,
-                    lambda: self._publish_results(generation, reply_to, body, batch, tries + 1),
+                    lambda: self._publish_results(generation, reply_to, job, results, tries + 1),
                 )
             elif generation == self.generation:
                 reason = (
