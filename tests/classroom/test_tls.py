@@ -118,6 +118,10 @@ def test_tls_files_on_the_nodes_and_the_control_machine(converged, room):
     expected = ["ca.crt.txt", "ca.csr.txt", "ca.key.txt"]
     for node in room.nodes:
         expected += [f"{node}.crt.txt", f"{node}.csr.txt", f"{node}.key.txt"]
+    # the monitor's: the teacher page's certificate (head) and Prometheus' client
+    # certificate for the brokers' rabbitmq_prometheus
+    for name in (f"{room.head}.page", "prometheus-client"):
+        expected += [f"{name}.crt.txt", f"{name}.csr.txt", f"{name}.key.txt"]
     assert names == sorted(expected)
     text = subprocess.run(
         ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(tls / "head.crt.txt")],
