@@ -21,9 +21,19 @@ def sshd_allows_passwords(room: nodes.Room, user: str) -> bool:
     return "passwordauthentication yes" in out.splitlines()
 
 
+def why_refused(room: nodes.Room, user: str) -> str:
+    """What the head knows of a refused login: the account's password status (no
+    hash), its groups, and sshd's last lines."""
+    return nodes.on_node(
+        room.head,
+        f"passwd --status {user}; id {user}; journalctl -t sshd --no-pager -o cat -n 15",
+        check=False,
+    ).stdout
+
+
 def test_a_student_logs_in_with_the_handouts_password(room, converged, creds, tmp_path):
     login = password_ssh(room, STUDENT, creds.students[STUDENT], tmp_path)
-    assert login.returncode == 0, login.stderr
+    assert login.returncode == 0, login.stderr + why_refused(room, STUDENT)
     assert login.stdout.strip() == STUDENT
     wrong = password_ssh(room, STUDENT, creds.students[STUDENT] + "x", tmp_path)
     assert wrong.returncode == 255 and "Permission denied" in wrong.stderr, wrong

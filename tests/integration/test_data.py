@@ -127,7 +127,7 @@ def test_another_students_dataset_is_never_read_for_them(broker, cli, cli_for, s
     with pika.BlockingConnection(params) as conn:
         ch = conn.channel()
         reply = topology.result_queue("feedc0de00000001")
-        ch.queue_declare(reply, auto_delete=True)
+        ch.queue_declare(reply, exclusive=True)
         ch.queue_bind(reply, topology.RESULTS, reply)
         props = shard_properties(
             "feedc0de00000001",

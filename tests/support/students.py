@@ -35,7 +35,7 @@ out["connect"] = "ok"
 ch = conn.channel()
 ch.confirm_delivery()
 q = "matrix-test"
-ch.queue_declare(queue=q, auto_delete=True)
+ch.queue_declare(queue=q, exclusive=True)
 ch.basic_publish(exchange="", routing_key=q, body=b"hello " + vhost.encode(),
                  properties=pika.BasicProperties(delivery_mode=2), mandatory=True)
 method, props, body = ch.basic_get(queue=q, auto_ack=True)

@@ -246,7 +246,7 @@ def _upload(
     upload = secrets.token_hex(8)
     queues = {pi: topology.data_queue(upload, pi) for pi in targets}
     for queue in queues.values():
-        ch.queue_declare(queue=queue, arguments=topology.data_queue_arguments())
+        ch.queue_declare(queue=queue, **topology.data_queue_options())
         ch.queue_bind(queue=queue, exchange=topology.DATA, routing_key=upload)
     ch.confirm_delivery()
     chunks = max(1, -(-size // CHUNK))

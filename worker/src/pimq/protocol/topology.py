@@ -125,8 +125,10 @@ def data_queue(upload: str, pi: str) -> str:
     return f"{DATA_PREFIX}{upload}.{safe}"
 
 
-def data_queue_arguments() -> dict[str, Any]:
-    return {"x-expires": DATA_QUEUE_EXPIRES_MS}
+def data_queue_options() -> dict[str, Any]:
+    """How an upload's queue is declared, by the head and by each Pi alike: durable
+    (RabbitMQ 4 denies transient non-exclusive queues), gone once unused."""
+    return {"durable": True, "arguments": {"x-expires": DATA_QUEUE_EXPIRES_MS}}
 
 
 def control_queue(host: str, pid: int, serial: int) -> str:

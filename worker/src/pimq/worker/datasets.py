@@ -100,7 +100,7 @@ class Datasets:
         self.uploads[put.upload] = upload
         ch = link.channel
         queue = topology.data_queue(put.upload, link.worker_name)
-        ch.queue_declare(queue=queue, arguments=topology.data_queue_arguments())
+        ch.queue_declare(queue=queue, **topology.data_queue_options())
         ch.basic_qos(prefetch_count=CHUNK_WINDOW)
         upload.tag = ch.basic_consume(queue=queue, on_message_callback=self._on_chunk)
         self._say(put.reply_to, put.upload, "accepted")
