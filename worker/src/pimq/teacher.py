@@ -34,6 +34,7 @@ import argparse
 import base64
 import json
 import re
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -156,10 +157,22 @@ class Broker:
         return running_jobs(rows or [])
 
     def dead_messages(self) -> int | None:
-        """Messages in the vhost's pimq.dead; None if this broker has none (a
-        broker no job ran on)."""
-        status, row = self.api.call("GET", f"/api/queues/{self.v}/{quote(topology.DEAD)}")
-        return None if status == 404 else int((row or {}).get("messages") or 0)
+        """Messages in the vhost's pimq.dead as the queue itself counts them, or
+        None if this broker has none (a broker no job ran on). From rabbitmqctl
+        (this runs as root on the node), not the management API, whose figure lags
+        by its statistics interval and which RabbitMQ 4 may not collect at all."""
+        argv = ["rabbitmqctl", "-q", "list_queues", "-p", self.vhost, "name", "messages"]
+        try:
+            out = subprocess.run(
+                [*argv, "--formatter", "json"],
+                capture_output=True, text=True, timeout=6 * TIMEOUT, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise Refused(f"cannot count {topology.DEAD} with rabbitmqctl ({exc})") from None
+        if out.returncode != 0:
+            raise Refused(f"rabbitmqctl list_queues failed: {out.stderr.strip()[-300:]}")
+        rows = json.loads(out.stdout or "[]")
+        return next((int(r["messages"]) for r in rows if r.get("name") == topology.DEAD), None)
 
     def lend(self, action: str) -> bool:
         """Lend the admin the action's rights on the vhost; False if it already had
