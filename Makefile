@@ -22,8 +22,10 @@ export PIMQ_RUN
 # What make test runs, in order; make test-all adds the heavy matrix. Suites
 # joined by + run at the same time (tests/harness/suites.py): the integration
 # suite mostly waits on its brokers, while converging the room and Molecule's
-# own room keep the two cores busy.
-TEST_SUITES := lint unit integration-newest+integration-pika12+converge+molecule test-harness test-classroom chaos-ci
+# own room keep the two cores busy. Its three legs: the newest pika and pika 1.2
+# on bookworm's RabbitMQ 3.10, pika 1.3 on trixie's RabbitMQ 4.0. The room is
+# the mixed one (tests/harness/classroom.py: its last Pi runs trixie).
+TEST_SUITES := lint unit integration-newest+integration-pika12+integration-rabbitmq4+converge+molecule test-harness test-classroom chaos-ci
 HEAVY_SUITES := chaos
 
 .PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts deploy check status \
@@ -56,7 +58,7 @@ integration-pika12: setup ## the integration suite with Debian bookworm's python
 integration-rabbitmq4: setup ## the same tests against Debian trixie's RabbitMQ 4.0 (a local container, every deprecated feature denied) with trixie's pika 1.3
 	PIMQ_RABBITMQ=trixie .venv-pika13/bin/python -m pytest tests/integration
 
-classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running [LINK=gigabit|100mbit|wifi] [RELEASES=bookworm,trixie,..: each node's Debian, head first, the rest bookworm]
+classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running [LINK=gigabit|100mbit|wifi] [RELEASES=bookworm,trixie,..: each node's Debian, head first, the rest bookworm; default: the last Pi trixie, the rest bookworm]
 	@$(PY) tests/harness/classroom.py up --workers $(WORKERS) --inventory $(LOCAL) --link "$(LINK)" $(if $(RELEASES),--releases $(RELEASES))
 
 provision: classroom ## run playbooks/site.yml on the simulated classroom

@@ -7,9 +7,12 @@
     classroom.py down                remove containers, network, inventory and keys
     classroom.py status              what is running
 
-Every node is Debian (bookworm unless --releases / $PIMQ_RELEASES names another
-per node: head first, then pi1, pi2, ..; a shorter list leaves the rest on
-bookworm, e.g. `--releases bookworm,bookworm,trixie` makes pi2 trixie) with
+Every node is Debian. The room is mixed as a real one is, out of the box: the
+last Pi runs trixie (today's Raspberry Pi OS), the head and the other Pis bookworm
+(last year's). --releases / $PIMQ_RELEASES names each node's instead: head first,
+then pi1, pi2, ..; a shorter list leaves the rest on bookworm, e.g. `--releases
+bookworm` makes every node bookworm, `--releases bookworm,bookworm,trixie` pi2
+trixie. Each node has
 systemd as PID 1, sshd, sudo and a `pi` user holding the harness key, on a
 private Docker network where each node
 resolves every other by name. Ansible reaches the nodes over SSH exactly as it
@@ -320,8 +323,11 @@ RELEASES = ("bookworm", "trixie")
 
 
 def parse_releases(text: str, nodes: list[str]) -> dict[str, str]:
-    """Each node's release from "R,R,.." (head first; missing ones: bookworm)."""
-    given = [r.strip() for r in text.split(",") if r.strip()] if text else []
+    """Each node's release from "R,R,.." (head first; missing ones: bookworm);
+    none given: the mixed room (the last Pi trixie, the other nodes bookworm)."""
+    if not text.strip():
+        return {n: "trixie" if n == nodes[-1] and len(nodes) > 1 else "bookworm" for n in nodes}
+    given = [r.strip() for r in text.split(",") if r.strip()]
     unknown = sorted(set(given) - set(RELEASES))
     if unknown:
         raise ClassroomError(f"unknown release(s) {', '.join(unknown)}: choose from {RELEASES}")
@@ -388,7 +394,7 @@ def up(room: Room, workers: int, link: str = "", releases: str = "") -> None:
                 say(f"link {done}")
     except LinkError as exc:
         raise ClassroomError(f"the links could not be shaped: {exc}") from None
-    shown = ", ".join(f"{n}={ips[n]}" + (f" ({release_of[n]})" if releases else "") for n in nodes)
+    shown = ", ".join(f"{n}={ips[n]} ({release_of[n]})" for n in nodes)
     say(f"up: {shown}; inventory in {room.inventory}")
 
 
@@ -453,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "--releases",
         default=os.environ.get("PIMQ_RELEASES", ""),
         help="each node's Debian release, head first, comma-separated; the rest bookworm "
-        "(default: $PIMQ_RELEASES, else all bookworm)",
+        "(default: $PIMQ_RELEASES, else the mixed room: the last Pi trixie, the rest bookworm)",
     )
     args = p.parse_args(argv)
     if args.workers < 1:

@@ -108,7 +108,10 @@ def test_teardown_leaves_nothing_behind(tmp_path: Path) -> None:
     prefix, inv = "pimqtd", tmp_path / "inv"
     down = [*CLASSROOM, "down", "--prefix", prefix, "--inventory", str(inv)]
     try:
-        sh(*CLASSROOM, "up", "--prefix", prefix, "--workers", "1", "--inventory", str(inv))
+        sh(
+            *CLASSROOM, "up", "--prefix", prefix, "--workers", "1", "--releases", "bookworm",
+            "--inventory", str(inv),
+        )  # fmt: skip
     except AssertionError:
         sh(*down, check=False)  # a room that half came up is not left running
         raise
