@@ -90,9 +90,16 @@ def test_a_pi_without_the_dataset_gets_the_bytes(cli, student, pi, corpus):
     pi("pi2")
     assert cli.run("data", "put", str(corpus)).returncode == 0
     late = pi("pi3")  # joined after the put
-    doc = run_json(cli, "wordcount", "--word", "more", str(corpus), "--shards", "30", "--pis", "3")
-    assert doc["result"] == grep_count(corpus, "more")
-    assert doc["dataset"] is not None
+    # pi3 is on the route, but on a loaded machine the two holders can take every
+    # shard before pi3 has started on it: a few jobs, each exact, until it has one
+    for _attempt in range(5):
+        doc = run_json(
+            cli, "wordcount", "--word", "more", str(corpus), "--shards", "60", "--pis", "3"
+        )
+        assert doc["result"] == grep_count(corpus, "more")
+        assert doc["dataset"] is not None
+        if doc["workers"].get("pi3", 0) >= 1:
+            break
     assert doc["workers"].get("pi3", 0) >= 1, doc["workers"]
     assert doc["shards_sent_with_bytes"] >= 1
     assert "not held for this student: asking for its bytes" in late.text()
