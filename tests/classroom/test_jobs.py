@@ -73,24 +73,6 @@ def test_wordcount_on_one_pi_runs_every_shard_there(room: nodes.Room, corpus) ->
     assert sum(doc["workers"].values()) == doc["shards"] == 16
 
 
-def docker(*args: str) -> None:
-    subprocess.run(["docker", *args], check=True, capture_output=True)
-
-
-def wait_node_back(node: str) -> None:
-    """The restarted Pi has booted fully: its broker answers, its worker runs."""
-    nodes.wait_for(
-        lambda: (
-            nodes.on_node(node, "systemctl is-system-running", check=False).stdout.strip()
-            == "running"
-        ),
-        timeout=180,
-        what=f"{node} booted with every unit running",
-    )
-    nodes.on_node(node, "rabbitmqctl -q await_startup --timeout 120", timeout=150)
-    assert nodes.on_node(node, "systemctl is-active pimq-worker").stdout.strip() == "active"
-
-
 def test_wordcount_survives_a_worker_pi_killed_mid_job(room: nodes.Room, corpus) -> None:
     path, expected = corpus
     victim = room.workers[-1]
@@ -98,19 +80,19 @@ def test_wordcount_survives_a_worker_pi_killed_mid_job(room: nodes.Room, corpus)
     # timing. So the victim is frozen first; it still takes its share of the
     # shards (its connection is open) but cannot finish them, so the job cannot
     # end while it lives. Then its plug is pulled, holding them.
-    docker("pause", nodes.container(victim))
+    jobs.docker("pause", nodes.container(victim))
     job = run_job(room, "wordcount", "--word", "more", path, "--shards", "64")
     try:
         time.sleep(5)
         assert job.proc.poll() is None, "the job ended although the frozen Pi held shards"
-        docker("kill", nodes.container(victim))
+        jobs.docker("kill", nodes.container(victim))
         doc = outcome(job)
     finally:
         if job.proc.poll() is None:
             job.proc.kill()
-        docker("start", nodes.container(victim))
+        jobs.docker("start", nodes.container(victim))
     assert doc["result"] == expected
     assert sum(doc["workers"].values()) == doc["shards"] == 64
     # the Pi comes back on its own and its worker rejoins
-    wait_node_back(victim)
+    jobs.wait_node_back(victim)
     assert outcome(run_job(room, "wordcount", "--word", "more", path))["result"] == expected

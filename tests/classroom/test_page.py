@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import re
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -400,7 +399,7 @@ def test_the_page_shows_active_students_and_a_pi_killed_mid_job(
         assert cells[0] == STUDENT and int(cells[1]) >= 1, text
         assert cells[-1] == "%" and 0 <= int(cells[-2]) <= 100, text
         shot(browser, "active-student")
-        docker("stop", "-t", "1", nodes.container(victim))
+        jobs.docker("stop", "-t", "1", nodes.container(victim))
         stopped = time.monotonic()
         wait_page(
             browser, lambda d: state_of(d, victim) == "down", SCRAPE + 2 * REFRESH, f"{victim} DOWN"
@@ -413,28 +412,11 @@ def test_the_page_shows_active_students_and_a_pi_killed_mid_job(
         assert job.rc == 0, job.err  # nothing lost: the other Pi did the rest
         assert job.doc["result"] == 40 * 3
     finally:
-        docker("start", nodes.container(victim))  # the room left whole
+        jobs.docker("start", nodes.container(victim))  # the room left whole
         if job.proc.poll() is None:
             job.proc.kill()
-    wait_node_back(victim)
+    jobs.wait_node_back(victim)
     wait_page(
         browser, lambda d: state_of(d, victim) == "up", SCRAPE + 3 * REFRESH, f"{victim} up again"
     )
     shot(browser, "pi-back")
-
-
-def docker(*args: str) -> None:
-    subprocess.run(["docker", *args], check=True, capture_output=True, timeout=120)
-
-
-def wait_node_back(node: str) -> None:
-    nodes.wait_for(
-        lambda: (
-            nodes.on_node(node, "systemctl is-system-running", check=False).stdout.strip()
-            == "running"
-        ),
-        timeout=180,
-        what=f"{node} booted with every unit running",
-    )
-    nodes.on_node(node, "rabbitmqctl -q await_startup --timeout 120", timeout=150)
-    jobs.wait_worker_active(node)

@@ -95,3 +95,23 @@ def wait_worker_active(node: str, timeout: float = 180) -> None:
         timeout=timeout,
         what=f"pimq-worker active on {node}",
     )
+
+
+def docker(*args: str) -> None:
+    """A docker command on a node's container (pause, kill, stop, start...)."""
+    subprocess.run(["docker", *args], check=True, capture_output=True, timeout=120)
+
+
+def wait_node_back(node: str) -> None:
+    """A restarted Pi has booted fully: every unit running, its broker answers,
+    its worker is active."""
+    nodes.wait_for(
+        lambda: (
+            nodes.on_node(node, "systemctl is-system-running", check=False).stdout.strip()
+            == "running"
+        ),
+        timeout=180,
+        what=f"{node} booted with every unit running",
+    )
+    nodes.on_node(node, "rabbitmqctl -q await_startup --timeout 120", timeout=150)
+    wait_worker_active(node)

@@ -6,36 +6,23 @@ vhost's broker state. The page itself runs on the classroom
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import socket
 import time
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
+from support.plugins import filter_plugin
 
 from pimq.client import record
 from pimq.page import figures
 from pimq.page.logins import check_login
 from pimq.page.records import RecordConsumer, RecordStore
 
-ROLES = Path(__file__).resolve().parents[2] / "roles"
-
-
-def plugin(role: str, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        name, ROLES / role / "filter_plugins" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-page_filters = plugin("pimq_page", "pimq_page")
-roster = plugin("pimq", "pimq_roster")
+page_filters = filter_plugin("pimq_page", "pimq_page")
+roster = filter_plugin("pimq", "pimq_roster")
 
 
 def a_record(**over) -> dict:

@@ -4,31 +4,17 @@ Ansible loads them; expected values worked out by hand."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 from ansible.errors import AnsibleFilterError
+from support.plugins import filter_plugin
 
-ROLES = Path(__file__).resolve().parents[2] / "roles"
 IP_RE = r"^[0-9.]+$|^[0-9a-fA-F:]+:[0-9a-fA-F:.]*$"  # pimq_common_ip_re
 
 
-def plugin(role: str, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        name, ROLES / role / "filter_plugins" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hosts = plugin("pimq_common", "pimq_hosts")
-runtime = plugin("pimq_runtime", "pimq_runtime")
-head = plugin("pimq_head", "pimq_head")
-tls = plugin("pimq_broker", "pimq_tls")
+hosts = filter_plugin("pimq_common", "pimq_hosts")
+runtime = filter_plugin("pimq_runtime", "pimq_runtime")
+head = filter_plugin("pimq_head", "pimq_head")
+tls = filter_plugin("pimq_broker", "pimq_tls")
 
 
 # --- /etc/hosts ---------------------------------------------------------------------
@@ -260,7 +246,7 @@ def test_tls_sans_is_registered_and_checks_input() -> None:
         tls.tls_sans("pi", [])
 
 
-monitor = plugin("pimq_monitor", "pimq_monitor")
+monitor = filter_plugin("pimq_monitor", "pimq_monitor")
 
 
 def test_pimq_bcrypt_is_stable_checks_and_refuses_bad_salts():

@@ -5,13 +5,12 @@ the handout line."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from support.fake_amqp import Room, make_room, start_worker
+from support.plugins import load
 
 from pimq.client.controller import Controller
 from pimq.config import StudentConfig
@@ -28,15 +27,6 @@ from pimq.teacher import RIGHTS, Refused, RunningJob, choose, exact, running_job
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENT = StudentConfig(vhost="s1", user="stud1", password="pw1", host="fake")
-
-
-def load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 filters = load(REPO / "roles/pimq_teacher/filter_plugins/pimq_teacher.py", "pimq_teacher_filters")
