@@ -4,7 +4,7 @@
 
 Each node's link is shaped in both directions with ``tbf`` (a token bucket):
 traffic *to* the node on the host side of its veth (the veth's egress), and
-traffic *from* the node on its own ``eth0`` (entered from the host with
+traffic *from* the node on its own interface, ``eth0`` (entered from the host with
 ``nsenter``: nothing is installed in the node). The head's link is shaped
 like the others, and since every job, result and dataset goes through the
 broker on the head, the head's link is the room's bottleneck, as in a real
@@ -48,9 +48,20 @@ def _run(*args: str, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
-def host_veth(container: str) -> str:
-    """The host side of the container's eth0 (by the peer's interface index)."""
-    peer = _run("docker", "exec", container, "cat", "/sys/class/net/eth0/iflink")
+def node_link(container: str) -> str:
+    """The node's one network interface: eth0 as it starts, another name once
+    the chaos suite has taken it off the network and back (docker network
+    disconnect + connect)."""
+    names = _run("docker", "exec", container, "ls", "/sys/class/net").split()
+    links = [n for n in names if n != "lo"]
+    if len(links) != 1:
+        raise LinkError(f"{container} has {len(links)} network interfaces ({links}), not one")
+    return links[0]
+
+
+def host_veth(container: str, inside: str) -> str:
+    """The host side of the node's interface ``inside`` (by its peer's index)."""
+    peer = _run("docker", "exec", container, "cat", f"/sys/class/net/{inside}/iflink")
     for line in _run("ip", "-o", "link", "show", "type", "veth").splitlines():
         match = re.match(r"^(\d+):\s+([^@:\s]+)", line)
         if match and match.group(1) == peer:
@@ -75,17 +86,19 @@ def shape(container: str, profile: str | None) -> str:
     """Shape (or, with None, unshape) the container's link both ways; what was done."""
     if profile is not None and profile not in PROFILES:
         raise LinkError(f"LINK={profile}: choose one of {', '.join(PROFILES)} (or none)")
-    veth = host_veth(container)
+    inside = node_link(container)
+    veth = host_veth(container, inside)
     _tbf([], veth, profile)
-    _tbf(["nsenter", "-t", container_pid(container), "-n"], "eth0", profile)
-    return f"{container}: {PROFILES[profile][0] if profile else 'unshaped'} ({veth}, eth0)"
+    _tbf(["nsenter", "-t", container_pid(container), "-n"], inside, profile)
+    return f"{container}: {PROFILES[profile][0] if profile else 'unshaped'} ({veth}, {inside})"
 
 
 def shown(container: str) -> tuple[str, str]:
-    """``tc qdisc show`` of the host veth and the node's eth0 (for tests and status)."""
-    veth = host_veth(container)
+    """``tc qdisc show`` of the host veth and the node's own side (for tests and status)."""
+    link = node_link(container)
+    veth = host_veth(container, link)
     inside = ["nsenter", "-t", container_pid(container), "-n"]
     return (
         _run("tc", "qdisc", "show", "dev", veth, "root"),
-        _run(*inside, "tc", "qdisc", "show", "dev", "eth0", "root"),
+        _run(*inside, "tc", "qdisc", "show", "dev", link, "root"),
     )
