@@ -1,4 +1,5 @@
-"""Ctrl-C and --timeout stop a job's *running* shards on every Pi (issue #12).
+"""Ctrl-C and --timeout stop a job's *running* shards on every Pi (issue #12);
+a job that fills every Pi gives way to another student's (issue #14).
 
 A job whose shards run for a minute each fills every shard process of every
 worker Pi; then the student presses Ctrl-C (SIGINT to their ``pimq run`` on the
@@ -11,6 +12,7 @@ unit is left running. Asserted on what the Pis report, never on a stopwatch.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -21,6 +23,7 @@ from support.helpers import job_id as first_job_id
 pytestmark = [pytest.mark.classroom, pytest.mark.timeout(900)]
 
 STUDENT = "frank"  # no other classroom test runs jobs as frank
+OTHER = "heidi"  # the short job's student (her password is reset later, in test_teacher_tools)
 METRICS = "/var/lib/pimq-metrics/pimq-worker.prom"
 SLOW_MODULE = """
 import time
@@ -159,3 +162,46 @@ def test_timeout_stops_a_student_modules_running_shards_and_sandboxes_on_every_p
     assert "timed out after 40 s" in out.stderr, out.stderr[-600:]
     assert_stopped_everywhere(room, marks, first_job_id(out.stderr), module=True)
     nodes.on_node(room.head, f"rm -f {shlex.quote(home + '/slow.py')}")
+
+
+def test_a_job_filling_every_pi_gives_way_to_another_students_short_job(room, marks):
+    """frank's 60 s shards hold every process of every Pi, more wait; heidi's short
+    job arrives. Each Pi gives one of frank's running shards back (preempted, not
+    counted as an attempt), heidi's job runs to its end while frank's first shards
+    still run (no shard of his has ended), exact; then Ctrl-C stops frank's."""
+    shards = [f"{i:02d}" for i in range(shards_for(room))]
+    hog = jobs.start(room, STUDENT, "sleep", *shards, "--per-char", "30")  # 60 s a shard
+    for node in room.workers:
+        nodes.wait_for(
+            lambda node=node: busy(node) == processes(node),
+            timeout=120,
+            interval=2,
+            what=f"every shard process of {node} running frank's job",
+        )
+    out = nodes.ssh(room, OTHER, "pimq run sleep a b c d e f --per-char 0.5 --json", timeout=300)
+    short = json.loads(out.stdout)
+    assert short["result"] == 6 and sum(short["workers"].values()) == 6, short
+    assert hog.proc.poll() is None, "frank's job ended before heidi's short one"
+    given_back = ended = 0
+    for node in room.workers:
+        text = journal_since(node, marks[node])
+        given_back += len(
+            re.findall(rf"vhost {STUDENT} held all \d+ processes while another vhost waited", text)
+        )
+        ended += len(re.findall(rf"shards? [\d,]+/{len(shards)} sleep vhost {STUDENT} ", text))
+    assert given_back >= 1, "no Pi gave one of frank's running shards back"
+    assert ended == 0, "heidi's job waited for a shard of frank's to end"
+
+    nodes.on_node(room.head, ["pkill", "-INT", "-u", STUDENT, "-f", "pimq run sleep"])
+    hog.proc.wait(timeout=60)
+    err = hog.proc.stderr.read() if hog.proc.stderr else ""
+    assert hog.proc.returncode == 130, err[-600:]
+    assert_stopped_everywhere(room, marks, job_id(err), module=False)
+
+
+def processes(node: str) -> int:
+    """The worker's shard processes (its metrics textfile)."""
+    text = nodes.on_node(node, f"cat {METRICS}").stdout
+    m = re.search(r"^pimq_worker_processes (\S+)$", text, re.M)
+    assert m, text
+    return int(float(m.group(1)))

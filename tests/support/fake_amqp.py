@@ -590,6 +590,7 @@ class InlinePool:
         self.busy = 0
         self.order: list[tuple[str, str, int]] = []
         self.batches: list[int] = []  # size of every batch submitted
+        self.batch_vhosts: list[set[str]] = []  # whose shards every batch held
         self.caps: list[float] = []  # the consumer_timeout deadline of every batch
         self.held: list[Any] = []  # tokens submitted and not done yet
         self.batches_running: list[list[Any]] = []  # [tokens, timer, started]
@@ -616,6 +617,7 @@ class InlinePool:
     ) -> None:
         self.busy += 1
         self.batches.append(len(tasks))
+        self.batch_vhosts.append({d.link.vhost for d in tokens})
         self.caps.append(cap)
         self.order.extend((d.link.vhost, d.shard.job, d.shard.index) for d in tokens)
         # each outcome takes its virtual time (what the worker's fair share counts)

@@ -71,6 +71,24 @@ def test_quick_shards_travel_in_batches_and_acks_are_coalesced(room):
     assert any(multiple for _tag, multiple in room.broker.acks)
 
 
+def test_a_batch_holds_one_students_shards(room):
+    """Two students' quick shards wait together: each batch is one student's, so
+    one's shard never waits behind the other's (a pace learnt on quick jobs
+    batches the first shards of a slow one too)."""
+    worker = start_worker(room, ("s1", "s2"), processes=2)
+    queues = {
+        v: queue_shards(room, v, job * 8, "square", [str(i).encode() for i in range(300)])
+        for v, job in (("s1", "a7"), ("s2", "b8"))
+    }
+    room.loop.run(lambda: settled(room, worker), seconds=60)
+    for vhost, queue in queues.items():
+        entries = results(room, vhost, queue)
+        assert sorted(e["value"] for e in entries) == sorted(i**2 for i in range(300))
+    assert max(worker.pool.batches) > 1  # they did travel in batches
+    mixed = [v for v in worker.pool.batch_vhosts if len(v) != 1]
+    assert mixed == [], f"{len(mixed)} batches held both students' shards"
+
+
 def test_a_failing_shard_is_retried_then_dead_lettered_with_its_traceback(room):
     worker = start_worker(room, ("s1",))
     queue = queue_shards(room, "s1", "d4" * 8, "boom", [b"7"])

@@ -134,7 +134,8 @@ class Worker:
         another's shard arrives, one of its shards is preempted
         (:meth:`_preempt_for_waiting`). A lone vhost gets the whole pool.
         Quick shards (:attr:`pimq.worker.pacing.Pace.quick`) travel in batches when
-        many wait, to spread the per-message cost of the pipe and the broker.
+        many wait, to spread the per-message cost of the pipe and the broker;
+        a batch holds one vhost's shards only.
         """
         pool, ready = self.pool, self.ready
         while ready and pool.has_idle() and not self.stopping:
@@ -144,27 +145,22 @@ class Worker:
             first = self._pick()
             if first is None:
                 break
-            waiting = sum(len(link.pending) for link in ready)
-            limit = max(1, min(MAX_BATCH, waiting // pool.idle_count))
-            batch: list[Delivery] = []
+            # A batch holds one vhost's shards: another student's shard never
+            # waits behind them (a pace learnt on quick jobs would batch the
+            # first shards of a slow one, and a mixed batch cannot be preempted).
+            limit = max(1, min(MAX_BATCH, len(first.pending) // pool.idle_count))
+            if not first.pace.quick:
+                limit = 1
             ready.remove(first)
-            ready.appendleft(first)  # taken first, then in turn as before
-            while ready and len(batch) < limit:
-                link = ready[0]
-                if batch and not (link.pace.quick and first.pace.quick):
-                    break
-                ready.popleft()
-                link.in_ready = False
-                if not link.pending:
-                    continue
-                d = link.pending.popleft()
+            first.in_ready = False
+            batch: list[Delivery] = []
+            while first.pending and len(batch) < limit:
+                d = first.pending.popleft()
                 if self.still_in_time(d):
                     batch.append(d)
-                if link.pending:
-                    link.in_ready = True
-                    ready.append(link)
-                if not link.pace.quick:
-                    break
+            if first.pending:
+                first.in_ready = True
+                ready.append(first)  # then in turn, as before
             if batch:
                 limit = max(self.shard_limit(d) for d in batch)
                 cap, why = self.broker_cap(batch, limit)
