@@ -127,10 +127,7 @@ def shards_for(room: nodes.Room) -> int:
         nodes.wait_for(
             lambda node=node: busy(node) is not None, timeout=60, what=f"{METRICS} on {node}"
         )
-        text = nodes.on_node(node, f"cat {METRICS}").stdout
-        m = re.search(r"^pimq_worker_processes (\S+)$", text, re.M)
-        assert m, text
-        total += int(float(m.group(1)))
+        total += processes(node)
     return 2 * total
 
 

@@ -148,9 +148,9 @@ class Worker:
             # A batch holds one vhost's shards: another student's shard never
             # waits behind them (a pace learnt on quick jobs would batch the
             # first shards of a slow one, and a mixed batch cannot be preempted).
-            limit = max(1, min(MAX_BATCH, len(first.pending) // pool.idle_count))
-            if not first.pace.quick:
-                limit = 1
+            limit = 1
+            if first.pace.quick:
+                limit = max(1, min(MAX_BATCH, len(first.pending) // pool.idle_count))
             ready.remove(first)
             first.in_ready = False
             batch: list[Delivery] = []
