@@ -61,6 +61,12 @@ ELSEWHERE = """## Covered by other suites (not repeated here)
 - a 45 MB word count with a worker Pi killed mid-job: `tests/classroom/test_jobs.py`
 - malformed messages, retry/dead-letter, SIGTERM drain, broker restart, cancel, timeout
   against a private broker: `tests/integration/`
+- one student flooding every queue they may have, with the broker's memory and disk
+  alarms 4 x the vhost's bound above its use: no alarm, another student's job exact,
+  and the same flood without caps fires the alarm: `tests/integration/test_flood.py`
+  (its figures on its output, `-s`; 3.10 and 4.0 in `roles/pimq_broker/README.md`)
+- one student's job filling every Pi gives way to another student's short job:
+  `tests/classroom/test_stop.py`
 """
 
 

@@ -142,6 +142,16 @@ class Broker:
             )
         )
 
+    def status(self) -> dict:
+        """``rabbitmqctl status`` as JSON (memory, alarms, disk free, limits)."""
+        return json.loads(self.ctl("status", "--formatter", "json"))
+
+    def log_text(self) -> str:
+        """The node's log file (warnings and above: alarms are logged there)."""
+        return "".join(
+            p.read_text(errors="replace") for p in sorted((self.base / "log").glob("*.log"))
+        )
+
     def restart_app(self) -> None:
         """Restart the broker as ``systemctl restart rabbitmq-server`` would for the
         tests: on the host ``stop_app``/``start_app``; in a container the whole node
@@ -336,6 +346,7 @@ def private_broker(
     management: bool = False,
     tls: bool = False,
     container: str = "",
+    disk_mb: int = 0,
 ) -> Iterator[Broker]:
     """Start a private broker with ``vhosts`` student vhosts ``s01``..; stop it after.
 
@@ -346,13 +357,22 @@ def private_broker(
     ``tls``: an AMQPS listener too (``Broker.tls_port``), its certificate for ``localhost``
     and 127.0.0.1 signed by a test CA made here (``Broker.ca``), configured with
     the same ``ssl_options`` keys as ``roles/pimq_broker``. ``container``: a release
-    of :data:`CONTAINER_RELEASES` whose RabbitMQ runs in a container (module doc)."""
+    of :data:`CONTAINER_RELEASES` whose RabbitMQ runs in a container (module doc).
+    ``disk_mb``: the broker's data directory on a tmpfs of that size (root only),
+    so its free disk is its own, whatever else the machine writes (the flood test
+    sets a disk alarm close to it)."""
     if container and container not in CONTAINER_RELEASES:
         raise ValueError(f"no RabbitMQ container for {container!r}: {CONTAINER_RELEASES}")
     image = broker_image(container) if container else ""
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
+    if disk_mb:
+        (base / "mnesia").mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={disk_mb}m", "tmpfs", str(base / "mnesia")],
+            check=True,
+        )
     students = [
         Student(f"s{i:02d}", f"stud{i:02d}", secrets.token_hex(8)) for i in range(1, vhosts + 1)
     ]
@@ -474,6 +494,8 @@ def private_broker(
             subprocess.run(["docker", "rm", "-f", broker.container], capture_output=True)
         kill_group(server)
         kill_group(epmd)
+        if disk_mb:
+            subprocess.run(["umount", "--lazy", str(base / "mnesia")], check=False)
 
 
 def _container_pid(name: str) -> int:
