@@ -57,15 +57,17 @@ def test_a_pi_left_with_dpkg_interrupted_is_repaired(converged, room, converge_v
     apt run fails ("dpkg was interrupted") until `dpkg --configure -a`: the role
     finishes that work itself before installing what is missing."""
     pi = room.workers[-1]
-    nodes.on_node(pi, ["dpkg", "--purge", "hello"], check=False)
+    extra_package = "tmux"  # in the room's mirror (the head's), not installed on a worker
+    nodes.on_node(pi, ["dpkg", "--purge", extra_package], check=False)
     nodes.on_node(pi, ["touch", "/var/lib/dpkg/updates/0000"])  # what a power cut leaves
-    blocked = nodes.on_node(pi, ["apt-get", "install", "-y", "--no-download", "hello"], check=False)
+    install = ["apt-get", "install", "-y", "--no-download", extra_package]
+    blocked = nodes.on_node(pi, install, check=False)
     assert "dpkg was interrupted" in blocked.stdout + blocked.stderr, blocked
 
-    extra = {**converge_vars, "pimq_common_extra_packages": ["hello"]}
+    extra = {**converge_vars, "pimq_common_extra_packages": [extra_package]}
     run = nodes.playbook("common.yml", "--limit", pi, extra_vars=extra)
     assert run.rc == 0, run.tail(80)
     assert nodes.on_node(pi, ["ls", "/var/lib/dpkg/updates"]).stdout.strip() == ""
-    status = nodes.on_node(pi, ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "hello"])
+    status = nodes.on_node(pi, ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", extra_package])
     assert status.stdout.startswith("ii"), status.stdout
-    nodes.on_node(pi, ["dpkg", "--purge", "hello"])
+    nodes.on_node(pi, ["dpkg", "--purge", extra_package])

@@ -14,8 +14,10 @@ then pi1, pi2, ..; a shorter list leaves the rest on bookworm, e.g. `--releases
 bookworm` makes every node bookworm, `--releases bookworm,bookworm,trixie` pi2
 trixie. Each node has
 systemd as PID 1, sshd, sudo and a `pi` user holding the harness key, on a
-private Docker network where each node
-resolves every other by name. Ansible reaches the nodes over SSH exactly as it
+private Docker network where each node resolves every other by name. The
+network is internal (no route out of the room, as in many a real classroom):
+the nodes install packages from the room's own mirror (mirror.py), the only
+apt source each has. Ansible reaches the nodes over SSH exactly as it
 reaches real Pis: `inventory/local/` is written for that.
 
 Stdlib only: it runs before any venv exists.
@@ -32,6 +34,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import mirror
 
 REPO = Path(__file__).resolve().parents[2]
 LABEL = "pimq.classroom"
@@ -108,16 +112,19 @@ def node_names(workers: int) -> list[str]:
 
 
 def existing(room: Room) -> dict[str, dict]:
-    """Containers of this room that exist (running or not), by node name."""
+    """Containers of this room that exist (running or not), by node name (the
+    mirror is not a node)."""
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}={room.prefix}").split()
     found = {}
     for info in json.loads(docker("inspect", *ids)) if ids else []:
-        found[info["Config"]["Labels"]["pimq.node"]] = info
+        node = info["Config"]["Labels"].get("pimq.node")
+        if node:
+            found[node] = info
     return found
 
 
 def check_name_clash(room: Room, nodes: list[str]) -> None:
-    for node in nodes:
+    for node in [*nodes, mirror.HOST]:
         name = room.container(node)
         out = docker(
             "ps", "-a", "--filter", f"name=^{name}$", "--format", '={{.Label "' + LABEL + '"}}'
@@ -181,6 +188,53 @@ def start_node(room: Room, node: str, image: str) -> None:
         "--label", f"{LABEL}={room.prefix}", "--label", f"pimq.node={node}",
         *systemd_flags(), image,
     )  # fmt: skip
+
+
+def ensure_mirror(room: Room, images: dict[str, str]) -> None:
+    """The room's mirror of each release it runs, served by ``<prefix>-mirror``."""
+    for release, image in images.items():
+        try:
+            mirror.build(release, image)
+        except mirror.MirrorError as exc:
+            raise ClassroomError(f"the room's {release} mirror could not be built: {exc}") from None
+    name = room.container(mirror.HOST)
+    running = docker("ps", "-q", "--filter", f"name=^{name}$")
+    if running:
+        return
+    docker("rm", "-f", name, check=False)
+    say(f"starting {name} (the room's Debian mirror)")
+    server = next(iter(images.values()))  # any node image has python3
+    docker(
+        "run", "-d", "--name", name, "--network", room.network, "--network-alias", mirror.HOST,
+        "--label", f"{LABEL}={room.prefix}", "--read-only",
+        "-v", f"{mirror.ROOT}:/srv/mirror:ro", "--entrypoint", "python3", server,
+        "-m", "http.server", str(mirror.PORT), "--directory", "/srv/mirror",
+    )  # fmt: skip
+
+
+def use_mirror(room: Room, node: str, release: str) -> None:
+    """Make the room's mirror the node's only apt source, its package lists
+    read from there and its cache empty (what provisioning installs comes over
+    the room's network); nothing to do when it already is."""
+    line = mirror.sources_line(release)
+    name = room.container(node)
+    have = docker("exec", name, "cat", "/etc/apt/sources.list", check=False)
+    if have == line.strip():
+        return
+    script = (
+        "set -e; cat > /etc/apt/sources.list; rm -f /etc/apt/sources.list.d/*; "
+        "apt-get clean; rm -rf /var/lib/apt/lists/*; "
+        "apt-get update -qq -o Acquire::Retries=3"
+    )
+    out = subprocess.run(
+        ["docker", "exec", "-i", name, "sh", "-c", script],
+        input=line, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0 or "Err:" in out.stdout + out.stderr:
+        raise ClassroomError(
+            f"{name} cannot read the room's mirror (http://{mirror.HOST}/{release}): "
+            f"{(out.stdout + out.stderr).strip()}"
+        )
 
 
 def wait_booted(room: Room, node: str, timeout: float = 90) -> None:
@@ -357,7 +411,13 @@ def up(room: Room, workers: int, link: str = "", releases: str = "") -> None:
     image_ids = {r: docker("image", "inspect", "-f", "{{.Id}}", i) for r, i in images.items()}
     pubkey = ensure_key(room)
     if not docker("network", "ls", "-q", "--filter", f"name=^{room.network}$"):
-        docker("network", "create", "--label", f"{LABEL}={room.prefix}", room.network)
+        docker("network", "create", "--internal", "--label", f"{LABEL}={room.prefix}", room.network)
+    elif docker("network", "inspect", "-f", "{{.Internal}}", room.network) != "true":
+        raise ClassroomError(
+            f"the network {room.network} has a route out (made by an older pimq): "
+            "remove the room (make clean) and bring it up again"
+        )
+    ensure_mirror(room, images)
     have = existing(room)
     for node, info in have.items():
         if node not in nodes or info["Image"] != image_ids[release_of[node]]:
@@ -377,6 +437,7 @@ def up(room: Room, workers: int, link: str = "", releases: str = "") -> None:
     ips = {}
     for node in nodes:
         wait_booted(room, node)
+        use_mirror(room, node, release_of[node])
         authorize(room, node, pubkey)
         ips[node] = address(room, node)
     write_known_hosts(room, ips)

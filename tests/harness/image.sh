@@ -79,12 +79,17 @@ if [ "$kind" = broker ]; then
 else
   dir=tests/harness/image repo=pimq/pi-node
 fi
-tag=$( (cd "$dir" && cat Dockerfile ./*.conf 2>/dev/null; docker image inspect -f '{{.Id}}' "$base") | sha256sum | cut -c1-12)
+debs=
+if [ "$kind" = node ]; then  # the packages the roles install: the node downloads them
+  [ -x .venv/bin/python ] || die "no .venv: run 'make setup' first"
+  debs=$(.venv/bin/python tests/harness/debs.py | tr '\n' ' ')
+fi
+tag=$( (cd "$dir" && cat Dockerfile ./*.conf 2>/dev/null; echo "$debs"; docker image inspect -f '{{.Id}}' "$base") | sha256sum | cut -c1-12)
 image=$repo:$tag
 if ! docker image inspect "$image" >/dev/null 2>&1; then
   say "building $image ($release; a few minutes the first time)"
   log=.classroom/image-build-$kind-$release.log
-  docker build -q --build-arg BASE="$base" -t "$image" "$dir" >"$log" 2>&1 \
+  docker build -q --build-arg BASE="$base" --build-arg PROVISIONED_DEBS="$debs" -t "$image" "$dir" >"$log" 2>&1 \
     || { tail -n 20 "$log" >&2; die "building the $kind image failed (log: $log)"; }
 fi
 docker tag "$image" "$repo:$release"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import debs
 import pytest
 import yaml
 from support import nodes
@@ -115,7 +116,10 @@ def test_teardown_leaves_nothing_behind(tmp_path: Path) -> None:
     except AssertionError:
         sh(*down, check=False)  # a room that half came up is not left running
         raise
-    assert len(labelled(prefix, "container")) == 2
+    names = sh(
+        "docker", "ps", "--filter", f"label=pimq.classroom={prefix}", "--format", "{{.Names}}"
+    )
+    assert sorted(names.stdout.split()) == [f"{prefix}-{n}" for n in ("head", "mirror", "pi1")]
     assert (inv / "hosts.yml").exists()
     assert (REPO / ".classroom" / prefix / "id_ed25519").exists()
     sh(*down)
@@ -219,3 +223,58 @@ def test_known_hosts_holds_each_nodes_own_host_keys(inventory: dict[str, str]) -
             "docker", "exec", f"{prefix}-{node}", "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"
         )
         assert recorded[ip] == {" ".join(ln.split()[:2]) for ln in own.stdout.splitlines()}, node
+
+
+def outside_addresses() -> dict[str, str]:
+    """Addresses outside the room the host itself reaches: the Debian mirror its
+    apt uses and its default gateway (what a node must not reach)."""
+    found = {}
+    sites = sh("apt-get", "indextargets", "--format", "$(SITE)").stdout.split()
+    host = sites[0].split("/")[2] if sites else ""
+    got = sh("getent", "ahostsv4", host, check=False).stdout.split() if host else []
+    if got:
+        found[f"the Debian mirror {host}"] = got[0]
+    route = sh("ip", "-4", "route", "show", "default").stdout.split()
+    if "via" in route:
+        found["the host's gateway"] = route[route.index("via") + 1]
+    assert found, "this machine knows no address outside the room to test against"
+    return found
+
+
+def connects(container: str, host: str, port: int) -> bool:
+    """Whether a TCP connection from ``container`` to ``host``:``port`` opens within 5 s."""
+    probe = f"exec 3<>/dev/tcp/{host}/{port}"
+    out = sh("docker", "exec", container, "timeout", "5", "bash", "-c", probe, check=False)
+    return out.returncode == 0
+
+
+def test_no_node_reaches_outside_the_room_and_apt_reads_the_rooms_mirror(
+    inventory: dict[str, str],
+) -> None:
+    network = f"{nodes.PREFIX}-classroom"
+    internal = sh("docker", "network", "inspect", "-f", "{{.Internal}}", network).stdout
+    assert internal.strip() == "true"
+    outside = outside_addresses()
+    wanted = debs.packages()
+    for node in inventory:
+        name = nodes.container(node)
+        assert connects(name, "mirror", 80), node  # the probe works: the room's mirror answers
+        for what, ip in outside.items():
+            assert not connects(name, ip, 80), f"{node} reaches {what} ({ip})"
+        os_release = sh("docker", "exec", name, "cat", "/etc/os-release").stdout
+        release = next(
+            ln.split("=", 1)[1]
+            for ln in os_release.splitlines()
+            if ln.startswith("VERSION_CODENAME=")
+        )
+        mirror = f"http://mirror/{release}"
+        sources = sh("docker", "exec", name, "cat", "/etc/apt/sources.list").stdout
+        assert sources == f"deb [trusted=yes] {mirror} ./\n", node
+        assert sh("docker", "exec", name, "ls", "/etc/apt/sources.list.d").stdout == "", node
+        # every package the roles install is there, and comes from the mirror alone
+        madison = sh("docker", "exec", name, "apt-cache", "madison", *wanted).stdout
+        sources_of: dict[str, set[str]] = {}
+        for line in madison.splitlines():
+            package, _, source = (part.strip() for part in line.split("|"))
+            sources_of.setdefault(package, set()).add(source.split()[0])
+        assert sources_of == {p: {mirror} for p in wanted}, node
