@@ -28,7 +28,7 @@ export PIMQ_RUN
 TEST_SUITES := lint unit integration-newest+integration-pika12+integration-rabbitmq4+converge+molecule test-harness test-classroom chaos-ci
 HEAVY_SUITES := chaos
 
-.PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts deploy check status \
+.PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts bootstrap deploy check status \
         stop-job purge-dead reset-password \
         test test-all test-harness test-classroom molecule chaos chaos-ci bench clean
 
@@ -73,6 +73,10 @@ demo: provision ## the simulated classroom, provisioned, and a real job run as a
 known-hosts: setup ## record a room's SSH host keys once (fingerprints shown, confirmed): make known-hosts INVENTORY=inventory/<room> [YES=1] [FROM=file] [REPLACE=host]
 	@test -n "$(INVENTORY)" || { echo "usage: make known-hosts INVENTORY=inventory/<room> [YES=1] [FROM=known_hosts file] [REPLACE=host]"; exit 2; }
 	$(PY) tools/known_hosts.py $(INVENTORY) $(if $(YES),--yes) $(if $(FROM),--from $(FROM)) $(foreach h,$(REPLACE),--replace $(h))
+
+bootstrap: setup ## Pis fresh from the imager (user + password only): record host keys, install your key, password login off: make bootstrap INVENTORY=inventory/<room> [YES=1] [PASSWORD_FILE=file] [LIMIT=host,..]
+	@test -n "$(INVENTORY)" || { echo "usage: make bootstrap INVENTORY=inventory/<room> [YES=1] [PASSWORD_FILE=file] [LIMIT=host,..]"; exit 2; }
+	$(PY) tools/bootstrap.py $(INVENTORY) $(if $(YES),--yes) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE)) $(if $(LIMIT),--limit $(LIMIT))
 
 deploy: setup ## provision a real classroom: make deploy INVENTORY=inventory/<room> [ANSIBLE_ARGS=...]
 	@test -n "$(INVENTORY)" || { echo "usage: make deploy INVENTORY=inventory/<room> (copy inventory/example to start)"; exit 2; }

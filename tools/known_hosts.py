@@ -46,8 +46,8 @@ class Refused(Exception):
     pass
 
 
-def hosts_of(inventory: Path) -> dict[str, str]:
-    """{inventory name: known_hosts host field} of every host (address, [address]:port)."""
+def ssh_hostvars(inventory: Path) -> dict[str, dict]:
+    """{inventory name: its variables} of every host Ansible reaches over SSH."""
     tool = shutil.which("ansible-inventory") or str(
         Path(sys.executable).parent / "ansible-inventory"
     )
@@ -56,15 +56,25 @@ def hosts_of(inventory: Path) -> dict[str, str]:
     )
     if out.returncode != 0:
         raise Refused(f"ansible-inventory -i {inventory} failed: {out.stderr.strip()}")
-    data = json.loads(out.stdout)
-    hostvars = data.get("_meta", {}).get("hostvars", {})
+    hostvars = json.loads(out.stdout).get("_meta", {}).get("hostvars", {})
+    return {
+        name: hv
+        for name, hv in sorted(hostvars.items())
+        if hv.get("ansible_connection", "ssh") in ("ssh", "smart", "ansible.builtin.ssh")
+    }
+
+
+def address_port(name: str, hv: dict) -> tuple[str, int]:
+    return str(hv.get("ansible_host", name)), int(
+        hv.get("ansible_port", hv.get("ansible_ssh_port", 22))
+    )
+
+
+def hosts_of(inventory: Path) -> dict[str, str]:
+    """{inventory name: known_hosts host field} of every host (address, [address]:port)."""
     hosts = {}
-    for name in sorted(hostvars):
-        hv = hostvars[name]
-        if hv.get("ansible_connection", "ssh") not in ("ssh", "smart", "ansible.builtin.ssh"):
-            continue
-        address = str(hv.get("ansible_host", name))
-        port = int(hv.get("ansible_port", hv.get("ansible_ssh_port", 22)))
+    for name, hv in ssh_hostvars(inventory).items():
+        address, port = address_port(name, hv)
         hosts[name] = address if port == 22 else f"[{address}]:{port}"
     return hosts
 

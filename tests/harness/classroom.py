@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The simulated classroom: Docker containers standing in for Raspberry Pis.
 
-    classroom.py up [--workers N] [--link gigabit|100mbit|wifi] [--releases R,R,..]
+    classroom.py up [--workers N] [--link gigabit|100mbit|wifi] [--releases R,R,..] [--imager]
                                      bring it up (or reuse it), write the inventory;
-                                     --link shapes every node's link (link.py)
+                                     --link shapes every node's link (link.py);
+                                     --imager: nodes as fresh from Raspberry Pi
+                                     Imager (below)
     classroom.py down                remove containers, network, inventory and keys
     classroom.py status              what is running
 
@@ -12,13 +14,21 @@ last Pi runs trixie (today's Raspberry Pi OS), the head and the other Pis bookwo
 (last year's). --releases / $PIMQ_RELEASES names each node's instead: head first,
 then pi1, pi2, ..; a shorter list leaves the rest on bookworm, e.g. `--releases
 bookworm` makes every node bookworm, `--releases bookworm,bookworm,trixie` pi2
-trixie. Each node has
-systemd as PID 1, sshd, sudo and a `pi` user holding the harness key, on a
+trixie. Each node has systemd as PID 1, sshd, sudo and a `pi` user, on a
 private Docker network where each node resolves every other by name. The
 network is internal (no route out of the room, as in many a real classroom):
 the nodes install packages from the room's own mirror (mirror.py), the only
 apt source each has. Ansible reaches the nodes over SSH exactly as it
 reaches real Pis: `inventory/local/` is written for that.
+
+Each node starts as Raspberry Pi Imager leaves a Pi: the `pi` user has a
+password (one for the room, made once, in .classroom/<prefix>/imager-password,
+0600) and no key. The harness records each node's host keys in the
+inventory's known_hosts (read through docker exec: the admin's own record),
+then bootstraps the room as an admin would (tools/bootstrap.py: the harness
+key in, password login off), so every suite runs on bootstrapped Pis.
+--imager stops before both: no host key recorded, no bootstrap (the
+bootstrap's own test takes it from there).
 
 Stdlib only: it runs before any venv exists.
 """
@@ -28,7 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -272,12 +284,48 @@ def inotify_hint(name: str) -> str:
     )
 
 
-def authorize(room: Room, node: str, pubkey: str) -> None:
-    docker(
-        "exec", "-i", room.container(node), "sh", "-c",
-        "umask 077; cat > ~pi/.ssh/authorized_keys && chown pi:pi ~pi/.ssh/authorized_keys",
-        input=pubkey + "\n",
+def imager_password(room: Room) -> Path:
+    """The room's imager password file (made once, 0600)."""
+    path = room.state / "imager-password"
+    if not path.exists():
+        room.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(12) + "\n")
+    return path
+
+
+def as_from_the_imager(room: Room, node: str) -> None:
+    """The pi user gets the room's imager password (on chpasswd's stdin)."""
+    password = imager_password(room).read_text().splitlines()[0]
+    docker("exec", "-i", room.container(node), "chpasswd", input=f"pi:{password}\n")
+
+
+def wait_port(ip: str, port: int = 22, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((ip, port), timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise ClassroomError(f"nothing answers on {ip}:{port} after {timeout:.0f} s")
+
+
+def bootstrap(room: Room) -> None:
+    """`make bootstrap` on the room, as an admin runs it on Pis fresh from the
+    imager (tools/bootstrap.py, with make setup's paramiko): the harness key
+    goes in, password login goes off. On a room already done it changes nothing."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools/bootstrap.py"), str(room.inventory),
+         "--password-file", str(imager_password(room))],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
     )  # fmt: skip
+    for line in out.stdout.splitlines():
+        if "password login off" in line:
+            say(f"bootstrap: {line}")
+    if out.returncode != 0:
+        raise ClassroomError(f"the bootstrap failed: {(out.stdout + out.stderr).strip()[-800:]}")
 
 
 # How Ansible talks SSH to the nodes: as to a real room, every host key is
@@ -402,7 +450,7 @@ def node_image(release: str) -> str:
     return built.stdout.split()[-1]
 
 
-def up(room: Room, workers: int, link: str = "", releases: str = "") -> None:
+def up(room: Room, workers: int, link: str = "", releases: str = "", imager: bool = False) -> None:
     ensure_engine()
     nodes = node_names(workers)
     check_name_clash(room, nodes)
@@ -434,16 +482,26 @@ def up(room: Room, workers: int, link: str = "", releases: str = "") -> None:
         elif not have[node]["State"]["Running"]:
             say(f"restarting {room.container(node)}")
             docker("start", room.container(node))
+    started = {n for n in nodes if n not in have}
     ips = {}
     for node in nodes:
         wait_booted(room, node)
         use_mirror(room, node, release_of[node])
-        authorize(room, node, pubkey)
+        if node in started:  # as a Pi comes out of the imager: a password, no key
+            as_from_the_imager(room, node)
         ips[node] = address(room, node)
-    write_known_hosts(room, ips)
-    for node in nodes:
-        wait_ssh(room, ips[node])
     write_inventory(room, ips, pubkey)
+    if imager:  # left for the bootstrap, which records the host keys too
+        (room.inventory / "known_hosts").unlink(missing_ok=True)
+        for node in nodes:
+            wait_port(ips[node])
+    else:  # the admin's own record of the keys (read here through docker exec)
+        write_known_hosts(room, ips)
+        for node in nodes:
+            wait_port(ips[node])
+        bootstrap(room)
+        for node in nodes:
+            wait_ssh(room, ips[node])
     from link import PROFILES, LinkError, shape
 
     if link and link not in PROFILES:
@@ -471,14 +529,14 @@ def down(room: Room) -> None:
     hosts = room.inventory / "hosts.yml"
     if hosts.exists() and hosts.read_text().startswith(GENERATED):
         shutil.rmtree(room.inventory)
-    for f in (room.key, room.key.with_suffix(".pub")):
+    for f in (room.key, room.key.with_suffix(".pub"), room.state / "imager-password"):
         f.unlink(missing_ok=True)
     # What the suites recorded about this room's provisioning (support/provision.py)
     # describes containers that are gone now.
     shutil.rmtree(room.state / "provisioned", ignore_errors=True)
     if room.state.exists() and not any(room.state.iterdir()):
         room.state.rmdir()
-    say(f"down: {len(ids)} node(s) removed")
+    say(f"down: {len(ids)} container(s) removed")
 
 
 def status(room: Room) -> None:
@@ -522,13 +580,18 @@ def main(argv: list[str] | None = None) -> int:
         help="each node's Debian release, head first, comma-separated; the rest bookworm "
         "(default: $PIMQ_RELEASES, else the mixed room: the last Pi trixie, the rest bookworm)",
     )
+    p.add_argument(
+        "--imager",
+        action="store_true",
+        help="nodes as fresh from Raspberry Pi Imager: pi has a password, no key (make bootstrap)",
+    )
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
     room = Room(args.prefix, args.inventory.resolve())
     try:
         {
-            "up": lambda: up(room, args.workers, args.link, args.releases),
+            "up": lambda: up(room, args.workers, args.link, args.releases, args.imager),
             "down": lambda: down(room),
             "status": lambda: status(room),
         }[args.action]()
