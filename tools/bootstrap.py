@@ -192,15 +192,13 @@ PASSWORD_OFF = "\n".join(
 
 def bootstrap(pi: Pi, known: Path, password: str, pubkey: str) -> str:
     """What was done to ``pi`` (one line)."""
-    by_key = login(pi, known, None)
-    if by_key is not None:
-        by_key.close()
-        again = login(pi, known, password)
-        if again is None:
-            return "takes the key and refuses the password already: left alone"
-        again.close()
+    takes_key = login(pi, known, None)
+    if takes_key is not None:
+        takes_key.close()
     ssh = login(pi, known, password)
     if ssh is None:
+        if takes_key is not None:
+            return "takes the key and refuses the password already: left alone"
         raise Refused(
             f"{pi.name}: the password for {pi.user} was refused, and the key "
             f"({pi.key}) too: check the user name and password typed into the imager"

@@ -491,14 +491,12 @@ def up(room: Room, workers: int, link: str = "", releases: str = "", imager: boo
             as_from_the_imager(room, node)
         ips[node] = address(room, node)
     write_inventory(room, ips, pubkey)
+    for node in nodes:
+        wait_port(ips[node])
     if imager:  # left for the bootstrap, which records the host keys too
         (room.inventory / "known_hosts").unlink(missing_ok=True)
-        for node in nodes:
-            wait_port(ips[node])
     else:  # the admin's own record of the keys (read here through docker exec)
         write_known_hosts(room, ips)
-        for node in nodes:
-            wait_port(ips[node])
         bootstrap(room)
         for node in nodes:
             wait_ssh(room, ips[node])

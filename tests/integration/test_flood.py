@@ -88,15 +88,7 @@ def flood(broker: Broker, student) -> tuple[int, int]:
 def flood_uncapped(broker: Broker, student, most: int) -> int:
     """Publish persistent bodies into one uncapped queue until the broker blocks
     the connection (an alarm) or ``most`` bytes went in: bytes taken."""
-    conn = pika.BlockingConnection(
-        pika.ConnectionParameters(
-            "127.0.0.1",
-            broker.port,
-            student.vhost,
-            pika.PlainCredentials(student.user, student.password),
-            blocked_connection_timeout=10,
-        )
-    )
+    conn = broker.connect(student, blocked_connection_timeout=10)
     taken = 0
     try:
         ch = conn.channel()

@@ -130,7 +130,8 @@ class Broker:
         self.taken += 1
         return student
 
-    def connect(self, student: Student):
+    def connect(self, student: Student, **params):
+        """A blocking connection as ``student``; ``params``: more ConnectionParameters."""
         import pika  # only the callers that connect need it
 
         return pika.BlockingConnection(
@@ -139,6 +140,7 @@ class Broker:
                 self.port,
                 student.vhost,
                 pika.PlainCredentials(student.user, student.password),
+                **params,
             )
         )
 
@@ -475,7 +477,7 @@ def private_broker(
             else (lambda: host_server.poll() is not None),
         )
         try:
-            status = json.loads(broker.ctl("status", "--formatter", "json"))
+            status = broker.status()
             broker.version = str(status.get("rabbitmq_version", "?"))
         except (RuntimeError, ValueError):
             pass
