@@ -20,7 +20,7 @@ own. Targets without pytest (lint, molecule) show their time and result only.
 A suite in which any test skipped has failed: ``make test`` checks everything
 it lists, and a test whose prerequisite is missing fails rather than skips.
 
-Every pytest session lists its ten slowest tests (``--durations=10``), so the
+Every pytest session lists its 25 slowest tests (``--durations=25``), so the
 log shows where the time budget goes. All suites of one call share
 ``PIMQ_RUN``, so the simulated room is provisioned once for all of them
 (``tests/support/provision.py``). The table is also written to
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run_id = os.environ.get("PIMQ_RUN") or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     # Every pytest session also lists its ten slowest tests: where the budget goes.
-    addopts = f"{os.environ.get('PYTEST_ADDOPTS', '')} --durations=10".strip()
+    addopts = f"{os.environ.get('PYTEST_ADDOPTS', '')} --durations=25".strip()
     env = {**os.environ, "PIMQ_RUN": run_id, "PYTEST_ADDOPTS": addopts}
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     groups = [[Suite(t) for t in arg.split("+") if t] for arg in args.targets]

@@ -29,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,10 +59,31 @@ DENIED_FEATURES = (
 CONTAINER_RELEASES = ("trixie",)
 
 
+#: the ports :func:`free_port` has handed out (never twice in one process)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now on every address, from below the kernel's ephemeral range:
+    a port the kernel picks (bind to 0) is one it may give the next outgoing
+    connection of any process on the machine (the other suites running beside
+    this one) before the broker binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = 10000 + secrets.randbelow(max(low - 10000, 1000))
+        if port in _handed_out:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between 10000 and {low}")
 
 
 def password_hash(password: str) -> str:
@@ -311,18 +333,41 @@ def _start_in_container(image: str, name: str, env: dict[str, str], base: Path) 
         raise RuntimeError(f"could not start the broker's container: {out.stderr}")
 
 
+class BrokerDied(RuntimeError):
+    """The broker's server (or container) ended before it was up."""
+
+
 def _await_startup(broker: Broker, gone: Callable[[], bool]) -> None:
     """Until ``rabbitmqctl await_startup`` succeeds (it fails at once until the node
-    has registered); ``gone``: the server is no more (then fail at once)."""
+    has registered); ``gone``: the server is no more (then fail at once, with
+    the end of its output)."""
     deadline = time.monotonic() + 150
     while True:
         try:
             broker.ctl("await_startup", "--timeout", "120", timeout=150)
             return
-        except RuntimeError:
-            if time.monotonic() > deadline or gone():
+        except RuntimeError as e:
+            if gone():
+                raise BrokerDied(f"{e}\nits output ends:\n{_output_tail(broker)}") from e
+            if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def _output_tail(broker: Broker, lines: int = 40) -> str:
+    """The last lines of the broker's console output and log files."""
+    if broker.container:
+        out = subprocess.run(
+            ["docker", "logs", "--tail", str(lines), broker.container],
+            capture_output=True,
+            text=True,
+        )
+        text = out.stdout + out.stderr
+    else:
+        path = broker.base / "server.out"
+        text = path.read_text(errors="replace") if path.exists() else ""
+    text += broker.log_text()
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def kill_group(proc: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
@@ -385,27 +430,74 @@ def private_broker(
         json.dumps(_definitions(students, admin_pw, worker_pw, tags))
     )
     (base / "enabled_plugins").write_text("[rabbitmq_management].\n" if management else "[].\n")
+    (base / "rabbitmq-env.conf").write_text("")
+    tls_files: tuple[Path, Path, Path] | None = None
+    if tls:
+        from support.tls import make_ca  # only TLS brokers need openssl
+
+        ca = make_ca(base / "tls")
+        issued = ca.issue(base / "tls", "broker", ("localhost", "127.0.0.1"))
+        tls_files = (ca.cert, issued.cert, issued.key)
+    broker: Broker | None = None
+    epmd: subprocess.Popen | None = None
+    server: subprocess.Popen | None = None
+    try:
+        for attempt in (1, 2):  # a second boot, on new ports, if the first died starting
+            broker = _configure(
+                base, image, students, admin_pw, worker_pw, management, tls_files, extra_conf
+            )
+            epmd, server = _boot(broker, image)
+            try:
+                _await_startup(broker, _gone(broker, server))
+                break
+            except BrokerDied as died:
+                if attempt == 2:
+                    raise
+                print(f"the broker died starting; once more on new ports. {died}", file=sys.stderr)
+                _stop(broker, epmd, server)
+                shutil.rmtree(base / "log", ignore_errors=True)  # the next node's log alone
+        assert broker is not None
+        try:
+            status = broker.status()
+            broker.version = str(status.get("rabbitmq_version", "?"))
+        except (RuntimeError, ValueError):
+            pass
+        yield broker
+    finally:
+        if broker is not None:
+            _stop(broker, epmd, server)
+        if disk_mb:
+            subprocess.run(["umount", "--lazy", str(base / "mnesia")], check=False)
+
+
+def _configure(
+    base: Path,
+    image: str,
+    students: list[Student],
+    admin_pw: str,
+    worker_pw: str,
+    management: bool,
+    tls_files: tuple[Path, Path, Path] | None,
+    extra_conf: tuple[str, ...],
+) -> Broker:
+    """The broker's ``rabbitmq.conf`` and environment, on ports free now, and the
+    :class:`Broker` that describes it (not started)."""
     management_port = free_port() if management else 0
     management_conf = (
         [f"management.tcp.port = {management_port}", "management.tcp.ip = 127.0.0.1"]
         if management
         else []
     )
-    (base / "rabbitmq-env.conf").write_text("")
     port, epmd_port = free_port(), free_port()
     tls_conf: list[str] = []
-    tls_port, ca_cert = 0, None
-    if tls:
-        from support.tls import make_ca  # only TLS brokers need openssl
-
-        ca = make_ca(base / "tls")
-        issued = ca.issue(base / "tls", "broker", ("localhost", "127.0.0.1"))
-        tls_port, ca_cert = free_port(), ca.cert
+    tls_port = 0
+    if tls_files:
+        tls_port = free_port()
         tls_conf = [
             f"listeners.ssl.default = 127.0.0.1:{tls_port}",
-            f"ssl_options.cacertfile = {ca.cert}",
-            f"ssl_options.certfile = {issued.cert}",
-            f"ssl_options.keyfile = {issued.key}",
+            f"ssl_options.cacertfile = {tls_files[0]}",
+            f"ssl_options.certfile = {tls_files[1]}",
+            f"ssl_options.keyfile = {tls_files[2]}",
             "ssl_options.verify = verify_none",
             "ssl_options.fail_if_no_peer_cert = false",
             "ssl_options.versions.1 = tlsv1.3",
@@ -447,57 +539,64 @@ def private_broker(
         "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
     }
     broker = Broker(
-        node, port, env, base, students, admin_pw, worker_pw, tls_port=tls_port, ca=ca_cert
+        node,
+        port,
+        env,
+        base,
+        students,
+        admin_pw,
+        worker_pw,
+        tls_port=tls_port,
+        ca=tls_files[0] if tls_files else None,
     )
     broker.management_port = management_port
     broker.container = f"pimq-rabbitmq-{secrets.token_hex(4)}" if image else ""
     broker.denied = DENIED_FEATURES if image else ()
-    epmd: subprocess.Popen | None = None
-    server: subprocess.Popen | None = None
-    try:
-        if image:
-            _start_in_container(image, broker.container, env, base)
-            broker.server_pid = _container_pid(broker.container)
-        else:
-            epmd = _start_epmd(epmd_port, base / "epmd.out")
-            with open(base / "server.out", "wb") as out:
-                server = subprocess.Popen(
-                    [str(RABBIT_BIN / "rabbitmq-server")],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            broker.server_pid = server.pid
-        host_server = server
-        _await_startup(
-            broker,
-            (lambda: _container_pid(broker.container) == 0)
-            if image
-            else (lambda: host_server.poll() is not None),
+    return broker
+
+
+def _boot(broker: Broker, image: str) -> tuple[subprocess.Popen | None, subprocess.Popen | None]:
+    """Start the broker (its epmd and server processes on the host, or its container)."""
+    if image:
+        _start_in_container(image, broker.container, broker.env, broker.base)
+        broker.server_pid = _container_pid(broker.container)
+        return None, None
+    epmd = _start_epmd(int(broker.env["ERL_EPMD_PORT"]), broker.base / "epmd.out")
+    with open(broker.base / "server.out", "wb") as out:
+        server = subprocess.Popen(
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=broker.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+    broker.server_pid = server.pid
+    return epmd, server
+
+
+def _gone(broker: Broker, server: subprocess.Popen | None) -> Callable[[], bool]:
+    """Whether the broker's server (or container) is no more."""
+    if broker.container:
+        return lambda: _container_pid(broker.container) == 0
+    assert server is not None
+    return lambda: server.poll() is not None
+
+
+def _stop(broker: Broker, epmd: subprocess.Popen | None, server: subprocess.Popen | None) -> None:
+    """Stop the broker and keep its output in ``server.out``."""
+    if server is not None and server.poll() is None:
         try:
-            status = broker.status()
-            broker.version = str(status.get("rabbitmq_version", "?"))
-        except (RuntimeError, ValueError):
+            broker.ctl("stop", timeout=60)
+        except Exception:
             pass
-        yield broker
-    finally:
-        if server is not None and server.poll() is None:
-            try:
-                broker.ctl("stop", timeout=60)
-            except Exception:
-                pass
-        if broker.container:
-            with open(base / "server.out", "wb") as log:
-                subprocess.run(
-                    ["docker", "logs", broker.container], stdout=log, stderr=subprocess.STDOUT
-                )
-            subprocess.run(["docker", "rm", "-f", broker.container], capture_output=True)
-        kill_group(server)
-        kill_group(epmd)
-        if disk_mb:
-            subprocess.run(["umount", "--lazy", str(base / "mnesia")], check=False)
+    if broker.container:
+        with open(broker.base / "server.out", "wb") as log:
+            subprocess.run(
+                ["docker", "logs", broker.container], stdout=log, stderr=subprocess.STDOUT
+            )
+        subprocess.run(["docker", "rm", "-f", broker.container], capture_output=True)
+    kill_group(server)
+    kill_group(epmd)
 
 
 def _container_pid(name: str) -> int:
@@ -509,7 +608,6 @@ def _container_pid(name: str) -> int:
 
 
 if __name__ == "__main__":
-    import sys
     import tempfile
 
     release = sys.argv[1] if len(sys.argv) > 1 else ""
