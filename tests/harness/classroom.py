@@ -36,6 +36,7 @@ Stdlib only: it runs before any venv exists.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -193,12 +194,24 @@ def systemd_flags() -> list[str]:
     return flags
 
 
+#: the label that names the checkout a room's container belongs to: the
+#: fingerprint of its room key (a node bootstrapped with another checkout's
+#: key, or a mirror serving another checkout's files, is not this room's)
+KEY_LABEL = "pimq.key"
+
+
+def key_label(room: Room) -> str:
+    """This checkout's value of :data:`KEY_LABEL`."""
+    pub = room.key.with_suffix(".pub").read_bytes()
+    return hashlib.sha256(pub).hexdigest()[:16]
+
+
 def start_node(room: Room, node: str, image: str) -> None:
     docker(
         "run", "-d", "--name", room.container(node), "--hostname", node,
         "--network", room.network, "--network-alias", node,
         "--label", f"{LABEL}={room.prefix}", "--label", f"pimq.node={node}",
-        *systemd_flags(), image,
+        "--label", f"{KEY_LABEL}={key_label(room)}", *systemd_flags(), image,
     )  # fmt: skip
 
 
@@ -210,15 +223,16 @@ def ensure_mirror(room: Room, images: dict[str, str]) -> None:
         except mirror.MirrorError as exc:
             raise ClassroomError(f"the room's {release} mirror could not be built: {exc}") from None
     name = room.container(mirror.HOST)
-    running = docker("ps", "-q", "--filter", f"name=^{name}$")
-    if running:
+    ours = f"label={KEY_LABEL}={key_label(room)}"
+    if docker("ps", "-q", "--filter", f"name=^{name}$", "--filter", ours):
         return
     docker("rm", "-f", name, check=False)
     say(f"starting {name} (the room's Debian mirror)")
     server = next(iter(images.values()))  # any node image has python3
     docker(
         "run", "-d", "--name", name, "--network", room.network, "--network-alias", mirror.HOST,
-        "--label", f"{LABEL}={room.prefix}", "--read-only",
+        "--label", f"{LABEL}={room.prefix}", "--label", f"{KEY_LABEL}={key_label(room)}",
+        "--read-only",
         "-v", f"{mirror.ROOT}:/srv/mirror:ro", "--entrypoint", "python3", server,
         "-m", "http.server", str(mirror.PORT), "--directory", "/srv/mirror",
     )  # fmt: skip
@@ -468,11 +482,17 @@ def up(room: Room, workers: int, link: str = "", releases: str = "", imager: boo
     ensure_mirror(room, images)
     have = existing(room)
     for node, info in have.items():
-        if node not in nodes or info["Image"] != image_ids[release_of[node]]:
-            say(
-                f"removing {room.container(node)} "
-                f"({'not wanted' if node not in nodes else 'image changed'})"
-            )
+        why = (
+            "not wanted"
+            if node not in nodes
+            else "image changed"
+            if info["Image"] != image_ids[release_of[node]]
+            else "made by another checkout: another room key"
+            if info["Config"]["Labels"].get(KEY_LABEL) != key_label(room)
+            else ""
+        )
+        if why:
+            say(f"removing {room.container(node)} ({why})")
             docker("rm", "-f", room.container(node))
     have = existing(room)
     for node in nodes:
