@@ -218,10 +218,14 @@ def bootstrap(pi: Pi, known: Path, password: str, pubkey: str) -> str:
             raise Refused(f"{pi.name}: turning password login off failed: {out.strip()[-300:]}")
     finally:
         check.close()
-    still = login(pi, known, password)
-    if still is not None:
+    # systemctl reload returns once sshd has its SIGHUP, not once it has read
+    # the drop-in: a login just after may still meet the old sshd
+    deadline = time.monotonic() + 15
+    while (still := login(pi, known, password)) is not None:
         still.close()
-        raise Refused(f"{pi.name}: sshd still takes the password after {DROPIN}")
+        if time.monotonic() > deadline:
+            raise Refused(f"{pi.name}: sshd still takes the password after {DROPIN}")
+        time.sleep(1)
     return f"key installed for {pi.user}, host name {pi.name}, password login off"
 
 
