@@ -10,12 +10,20 @@ pytest.ini puts ``support`` on the import path), so no suite edits ``sys.path``:
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 from support import data
 
 pytest_plugins = ["support.room", "support.report"]
+
+# A suite started in the background by a non-interactive shell (``make test &``,
+# ``nohup ... &``) inherits SIGINT ignored, and so would every program it starts:
+# a Python program that starts with SIGINT ignored never raises KeyboardInterrupt,
+# and the tests press Ctrl-C (SIGINT) on tutorials and on ``pimq run``. Handled
+# here, it is back to the default in every child.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
