@@ -1,5 +1,8 @@
-"""Roster changes touch exactly the students concerned (a bad roster changing nothing
-is the chaos suite's: tests/chaos/test_misuse.py)."""
+"""Roster changes, applied as the admin does (``site.yml --tags roster``: the steps
+that read the roster, inventory/example/README.md), touch exactly the students
+concerned (a bad roster changing nothing is the chaos suite's:
+tests/chaos/test_misuse.py; that every step reading the roster runs under the tag,
+tests/unit/test_roster_tag.py)."""
 
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ def test_remove_then_add_a_student_touches_exactly_theirs(converged, room, conve
     try:
         run = nodes.playbook(
             "site.yml",
+            "--tags",
+            "roster",
             extra_vars={**converge_vars, "pimq_students": roster_with(room, **{victim: "absent"})},
         )
         assert run.rc == 0, run.tail()
@@ -52,6 +57,8 @@ def test_remove_then_add_a_student_touches_exactly_theirs(converged, room, conve
         with nodes.PsSampler(room.nodes) as sampler:
             run = nodes.playbook(
                 "site.yml",
+                "--tags",
+                "roster",
                 extra_vars={
                     **converge_vars,
                     "pimq_students": roster_with(room, **{victim: "absent", newcomer: "present"}),
@@ -72,6 +79,8 @@ def test_remove_then_add_a_student_touches_exactly_theirs(converged, room, conve
     finally:
         run = nodes.playbook(
             "site.yml",
+            "--tags",
+            "roster",
             extra_vars={
                 **converge_vars,
                 "pimq_students": roster_with(room, **{NEWCOMER: "absent"}),
@@ -91,7 +100,12 @@ def test_check_mode_previews_a_roster_change_without_applying_it(converged, room
     roster = roster_with(room, **{room.students[-1]: "absent", PREVIEWED: "present"})
     try:
         run = nodes.playbook(
-            "site.yml", "--check", "--diff", extra_vars={**converge_vars, "pimq_students": roster}
+            "site.yml",
+            "--tags",
+            "roster",
+            "--check",
+            "--diff",
+            extra_vars={**converge_vars, "pimq_students": roster},
         )
         assert run.rc == 0, run.tail()
         assert f"'user {PREVIEWED}: created'" in run.output, run.tail()
@@ -116,7 +130,7 @@ def test_csv_roster_is_the_same_room(converged, room, converge_vars):
         run = nodes.playbook(
             "site.yml",
             "--tags",
-            "students,head,workers",
+            "roster",
             extra_vars={
                 **converge_vars,
                 "pimq_students": [],

@@ -183,8 +183,43 @@ def test_head_accounts_of_no_student_is_empty() -> None:
     assert head.head_accounts([], "head", 5672, {}, "Ansible managed") == []
 
 
-def test_head_accounts_is_registered() -> None:
-    assert head.FilterModule().filters() == {"pimq_head_accounts": head.head_accounts}
+def test_head_filters_are_registered() -> None:
+    assert head.FilterModule().filters() == {
+        "pimq_head_accounts": head.head_accounts,
+        "pimq_head_tree": head.head_tree,
+    }
+
+
+def test_head_tree_lists_every_text_file_under_its_dest_and_leaves_caches_out(tmp_path) -> None:
+    src = tmp_path / "examples"
+    (src / "celery" / "__pycache__").mkdir(parents=True)
+    (src / "a.py").write_text("print(1)\n")
+    (src / "celery" / "tasks.py").write_text("add = 1\n")
+    (src / "celery" / "__pycache__" / "tasks.cpython-311.pyc").write_bytes(b"\x00")
+    (src / "old.pyc").write_bytes(b"\x00")
+    tree = head.head_tree([{"src": str(src), "dest": "/opt/pimq/examples/"}])
+    root = {"owner": "root", "group": "root"}
+    assert tree["folders"] == [
+        {"path": "/opt/pimq/examples", "mode": "0755", **root},
+        {"path": "/opt/pimq/examples/celery", "mode": "0755", **root},
+    ]
+    assert tree["files"] == [
+        {"path": "/opt/pimq/examples/a.py", "content": "print(1)\n", "mode": "0644", **root},
+        {
+            "path": "/opt/pimq/examples/celery/tasks.py",
+            "content": "add = 1\n",
+            "mode": "0644",
+            **root,
+        },
+    ]
+
+
+def test_head_tree_refuses_a_missing_folder_and_a_binary_file(tmp_path) -> None:
+    with pytest.raises(AnsibleFilterError, match="is not a folder"):
+        head.head_tree([{"src": str(tmp_path / "none"), "dest": "/x"}])
+    (tmp_path / "blob.bin").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(AnsibleFilterError, match=r"blob\.bin is not text"):
+        head.head_tree([{"src": str(tmp_path), "dest": "/x"}])
 
 
 @pytest.mark.parametrize(

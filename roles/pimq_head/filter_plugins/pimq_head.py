@@ -1,8 +1,10 @@
-"""The head's filter: the ``accounts`` of ``pimq_accounts`` from the roster."""
+"""The head's filters: the ``accounts`` of ``pimq_accounts`` from the roster; the
+``folders`` and ``files`` of ``pimq_files`` for a tree of example scripts."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -77,6 +79,35 @@ def head_accounts(
     return accounts
 
 
+def head_tree(trees: Iterable[Mapping[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """``pimq_files``' ``folders`` and ``files`` (owned by root, readable by everyone)
+    for every text file under each tree's ``src`` (a folder on the control machine,
+    read here) at the same place under its ``dest``; Python's caches are left out.
+    One module call instead of ``ansible.builtin.copy``'s two round trips per file."""
+    folders: dict[str, dict[str, str]] = {}
+    files: list[dict[str, str]] = []
+    root = {"owner": "root", "group": "root"}
+    for tree in trees:
+        src, dest = Path(tree["src"]), tree["dest"].rstrip("/")
+        if not src.is_dir():
+            raise AnsibleFilterError(f"pimq_head_tree: {src} is not a folder")
+        folders.setdefault(dest, {"path": dest, "mode": "0755", **root})
+        for path in sorted(src.rglob("*")):
+            rel = path.relative_to(src)
+            if "__pycache__" in rel.parts or path.suffix == ".pyc":
+                continue
+            target = f"{dest}/{rel.as_posix()}"
+            if path.is_dir():
+                folders.setdefault(target, {"path": target, "mode": "0755", **root})
+            elif path.is_file():
+                try:
+                    content = path.read_text(encoding="utf-8")
+                except UnicodeDecodeError:
+                    raise AnsibleFilterError(f"pimq_head_tree: {path} is not text") from None
+                files.append({"path": target, "content": content, "mode": "0644", **root})
+    return {"folders": list(folders.values()), "files": files}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"pimq_head_accounts": head_accounts}
+        return {"pimq_head_accounts": head_accounts, "pimq_head_tree": head_tree}
