@@ -22,10 +22,11 @@ export PIMQ_RUN
 # What make test runs, in order; make test-all adds the heavy matrix. Suites
 # joined by + run at the same time (tests/harness/suites.py): the integration
 # suite mostly waits on its brokers, while converging the room and Molecule's
-# own room keep the two cores busy. Its three legs: the newest pika and pika 1.2
-# on bookworm's RabbitMQ 3.10, pika 1.3 on trixie's RabbitMQ 4.0. The room is
+# own room keep the two cores busy; lint and the unit tests, under a minute of
+# work, go with them. The integration suite's three legs: the newest pika and
+# pika 1.2 on bookworm's RabbitMQ 3.10, pika 1.3 on trixie's RabbitMQ 4.0. The room is
 # the mixed one (tests/harness/classroom.py: its last Pi runs trixie).
-TEST_SUITES := lint unit integration-newest+integration-pika12+integration-rabbitmq4+converge+molecule test-harness test-classroom chaos-ci
+TEST_SUITES := lint+unit+integration-newest+integration-pika12+integration-rabbitmq4+converge+molecule test-harness test-classroom chaos-ci
 HEAVY_SUITES := chaos
 
 .PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts bootstrap deploy check status \
