@@ -265,12 +265,9 @@ def archives(room: nodes.Room, name: str) -> list[str]:
     return found.stdout.split()
 
 
-def absent_roster(room: nodes.Room) -> dict:
-    return {"pimq_students": roster_with(room, LEAVER, "absent")}
-
-
 def test_a_removed_students_home_is_archived_before_it_goes(converged, room):
     tags = ("--tags", "students,head")
+    absent = {"pimq_students": roster_with(room, LEAVER, "absent")}
     gone = False  # the account removed by the test itself: nothing to put back
     try:
         run = nodes.playbook(
@@ -280,7 +277,6 @@ def test_a_removed_students_home_is_archived_before_it_goes(converged, room):
         Student(room, LEAVER).ssh(
             "mkdir -p work && echo 'my notes' > work/notes.txt && ln -s /etc/shadow work/shadow"
         )
-        absent = absent_roster(room)
         # archives of an earlier account of this name (test_accounts removes one): not this one's
         earlier = set(archives(room, LEAVER))
 
@@ -314,7 +310,7 @@ def test_a_removed_students_home_is_archived_before_it_goes(converged, room):
         gone = True
     finally:
         if not gone:
-            run = nodes.playbook("site.yml", *tags, extra_vars=absent_roster(room))
+            run = nodes.playbook("site.yml", *tags, extra_vars=absent)
             assert run.rc == 0, run.tail()
         nodes.on_node(room.head, f"rm -f {ARCHIVE}/{LEAVER}-*.tar.gz")
         Path(nodes.INVENTORY / "credentials" / "students" / f"{LEAVER}.txt").unlink(missing_ok=True)

@@ -26,6 +26,15 @@ def plays() -> list[dict]:
     return out
 
 
+def roles_and_tags() -> list[tuple[str, set[str]]]:
+    """Each role of site.yml with the tags of its play."""
+    return [
+        (role["role"] if isinstance(role, dict) else role, set(play.get("tags", [])))
+        for play in plays()
+        for role in play.get("roles", [])
+    ]
+
+
 def reads_the_roster(role: str) -> bool:
     folder = REPO / "roles" / role
     files = [
@@ -38,12 +47,7 @@ def reads_the_roster(role: str) -> bool:
 
 
 def test_every_step_that_reads_the_roster_runs_under_the_roster_tag():
-    readers = {}
-    for play in plays():
-        for role in play.get("roles", []):
-            name = role["role"] if isinstance(role, dict) else role
-            if reads_the_roster(name):
-                readers[name] = set(play.get("tags", []))
+    readers = {name: tags for name, tags in roles_and_tags() if reads_the_roster(name)}
     # The test reads what it claims to: the three steps named in the README at least.
     assert {"pimq_students", "pimq_head", "pimq_worker"} <= set(readers), readers
     untagged = {role: tags for role, tags in readers.items() if not tags & {"roster", "always"}}
@@ -51,10 +55,5 @@ def test_every_step_that_reads_the_roster_runs_under_the_roster_tag():
 
 
 def test_the_roster_tag_leaves_out_what_does_not_read_it():
-    tagged = {
-        role["role"] if isinstance(role, dict) else role
-        for play in plays()
-        if "roster" in play.get("tags", [])
-        for role in play.get("roles", [])
-    }
+    tagged = {name for name, tags in roles_and_tags() if "roster" in tags}
     assert tagged == {name for name in tagged if reads_the_roster(name)}, tagged
