@@ -19,19 +19,21 @@ ifndef PIMQ_RUN
 PIMQ_RUN := $(shell date +%Y%m%dT%H%M%S)-$(shell echo $$PPID)
 endif
 export PIMQ_RUN
-# What make test runs, in order; make test-all adds the heavy matrix. Suites
-# joined by + run at the same time (tests/harness/suites.py): the integration
-# suite mostly waits on its brokers, while converging the room and Molecule's
-# own room keep the two cores busy; lint and the unit tests, under a minute of
-# work, go with them. The integration suite's three legs: the newest pika and
-# pika 1.2 on bookworm's RabbitMQ 3.10, pika 1.3 on trixie's RabbitMQ 4.0. The room is
-# the mixed one (tests/harness/classroom.py: its last Pi runs trixie).
-TEST_SUITES := lint+unit+integration-newest+integration-pika12+integration-rabbitmq4+converge+molecule test-harness test-classroom chaos-ci
-HEAVY_SUITES := chaos
+# What make test runs; make test-all adds the heavy matrix (tests/harness/suites.py).
+# Lanes joined by + run at the same time, a lane's suites (joined by ,) one after
+# the other. The two cores are the limit, so the lanes are laid out for them: the
+# room's converge, then the harness, classroom and chaos suites on that room, is
+# the longest lane; beside it lint, the unit tests, then the integration legs and
+# Molecule's own room, which keep the cores busy while the classroom suite waits
+# on its nodes. The integration suite's three legs: pika 1.2 (the bookworm Pis')
+# and the newest pika on bookworm's RabbitMQ 3.10, pika 1.3 on trixie's RabbitMQ
+# 4.0. The room is the mixed one (tests/harness/classroom.py: its last Pi runs trixie).
+TEST_SUITES := converge,test-harness,test-classroom,chaos-ci+lint,unit,integration-pika12,molecule+integration-rabbitmq4,integration-newest
+HEAVY_SUITES := chaos molecule-trixie
 
 .PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts bootstrap deploy check status \
         stop-job purge-dead reset-password \
-        test test-all test-harness test-classroom molecule chaos chaos-ci bench clean
+        test test-all test-harness test-classroom molecule molecule-trixie chaos chaos-ci bench clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,6 +59,8 @@ integration-pika12: setup ## the integration suite with Debian bookworm's python
 	.venv-deb/bin/python -m pytest tests/integration
 
 integration-rabbitmq4: setup ## the same tests against Debian trixie's RabbitMQ 4.0 (a local container, every deprecated feature denied) with trixie's pika 1.3
+	@# the image first, outside any test's time limit (a first build waits its turn behind the room's)
+	@tests/harness/image.sh --release trixie --broker >/dev/null
 	PIMQ_RABBITMQ=trixie .venv-pika13/bin/python -m pytest tests/integration
 
 classroom: setup ## bring up the simulated classroom (head + WORKERS Pis) and leave it running [LINK=gigabit|100mbit|wifi] [RELEASES=bookworm,trixie,..: each node's Debian, head first, the rest bookworm; default: the last Pi trixie, the rest bookworm]
@@ -114,9 +118,12 @@ test-harness: classroom ## the simulated classroom itself works
 test-classroom: classroom ## provisioning and end-to-end tests on the simulated classroom
 	$(PYTEST) tests/classroom
 
-molecule: setup ## converge site.yml on a fresh one-Pi room, idempotence, verify (Molecule)
-	@tests/harness/image.sh >/dev/null
-	cd tests && $(CURDIR)/$(BIN)/molecule test
+molecule: setup ## converge site.yml on a fresh one-Pi room, idempotence, verify (Molecule) [RELEASE=trixie: the node's Debian, default bookworm]
+	@tests/harness/image.sh --release $(or $(RELEASE),bookworm) >/dev/null
+	cd tests && PIMQ_MOLECULE_RELEASE=$(or $(RELEASE),bookworm) $(CURDIR)/$(BIN)/molecule test
+
+molecule-trixie: setup ## Molecule's one-Pi room on Debian trixie (RabbitMQ 4.0, pika 1.3): a trixie head (make test-all)
+	@$(MAKE) --no-print-directory molecule RELEASE=trixie
 
 chaos: classroom ## the full chaos + security suite on the simulated classroom; figures to tests/chaos/RESULTS.md
 	CHAOS_RESULTS=tests/chaos/RESULTS.md $(PYTEST) tests/chaos

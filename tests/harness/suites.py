@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Run suites (make targets) one after the other; print how long each took.
 
-    suites.py [--make MAKE] TARGET[+TARGET...]...    make test / make test-all call it
+    suites.py [--make MAKE] GROUP...        make test / make test-all call it
+    GROUP: LANE[+LANE...]   LANE: TARGET[,TARGET...]
 
 Each suite is ``make TARGET``, exactly what a person types for the inner loop,
-its output streamed as it comes. Targets joined by ``+`` run at the same time
-(suites that mostly wait beside suites that compute): each one's output goes to
-``artifacts/<target>.log``, a line every minute says which are still running,
-and each log is printed whole, in the order given, once the group is done;
-the next group starts when all of them have ended. Every suite runs even after
+its output streamed as it comes. The groups run one after the other. In a
+group, lanes joined by ``+`` run at the same time and each lane runs its
+targets one after the other, the next as soon as the one before has ended
+(``converge,test-classroom+molecule``: Molecule beside the converge and then
+beside the classroom suite, which waits for the converge alone). Then each
+suite's output goes to ``artifacts/<target>.log``, a line says when one ends
+or starts and every minute which are still running, and each log is printed
+whole, in the order given, once the group is done; the next group starts when
+all of its lanes have ended. Every suite runs even after
 one has failed, so the table at the end shows the whole state; the exit status is non-zero if any
 failed (130 if interrupted: the table is printed all the same).
 
@@ -95,44 +100,59 @@ class Suite:
         return "ok" if self.rc == 0 else f"FAILED ({self.rc})"
 
 
-def run_group(make: str, group: list[Suite], env: dict[str, str]) -> None:
-    """The suites of one group at once, each into its own log; then every log in order."""
-    if len(group) == 1:
-        run_suite(make, group[0], env)
+def run_group(make: str, group: list[list[Suite]], env: dict[str, str]) -> None:
+    """The lanes of one group at once, each lane's suites one after the other, each
+    suite into its own log; then every log in order."""
+    if len(group) == 1 and len(group[0]) == 1:
+        run_suite(make, group[0][0], env)
         return
-    names = ", ".join(s.target for s in group)
+    suites = [s for lane in group for s in lane]
+    names = " + ".join(", ".join(s.target for s in lane) for lane in group)
     print(f"\n\033[1m=== suites {names}: at once (logs: artifacts/<suite>.log)\033[0m", flush=True)
     ARTIFACTS.mkdir(exist_ok=True)
     with contextlib.ExitStack() as files:
-        running: dict[str, tuple[Suite, subprocess.Popen, float]] = {}
-        reports = {}
-        for suite in group:
-            report = files.enter_context(
+        reports = {
+            s.target: files.enter_context(
                 tempfile.NamedTemporaryFile("r", suffix=".jsonl", prefix="pimq-suite-")
             )
-            reports[suite.target] = report
+            for s in suites
+        }
+        waiting = [list(lane) for lane in group]
+        running: dict[int, tuple[Suite, subprocess.Popen, float]] = {}
+
+        def start(lane: int) -> None:
+            suite = waiting[lane].pop(0)
             log = files.enter_context((ARTIFACTS / f"{suite.target}.log").open("w"))
             proc = subprocess.Popen(
                 [make, "--no-print-directory", suite.target],
                 cwd=REPO,
-                env={**env, "PIMQ_SUITE_REPORT": report.name},
+                env={**env, "PIMQ_SUITE_REPORT": reports[suite.target].name},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            running[suite.target] = (suite, proc, time.monotonic())
-        start = last = time.monotonic()
+            running[lane] = (suite, proc, time.monotonic())
+
+        for lane in range(len(group)):
+            start(lane)
+        begun = last = time.monotonic()
         try:
             while running:
                 time.sleep(1)
-                for target, (suite, proc, began) in list(running.items()):
+                for lane, (suite, proc, began) in list(running.items()):
                     if proc.poll() is None:
                         continue
                     suite.rc, suite.seconds = proc.returncode, time.monotonic() - began
-                    del running[target]
-                    print(f"  {target}: {suite.result} in {suite.seconds:.0f} s", flush=True)
+                    del running[lane]
+                    then = f"at {time.monotonic() - begun:.0f} s"
+                    print(f"  {suite.target}: {suite.result} in {suite.seconds:.0f} s, {then}")
+                    if waiting[lane]:
+                        start(lane)
+                        print(f"  {running[lane][0].target}: started {then}")
+                sys.stdout.flush()
                 if running and time.monotonic() - last >= 60:
                     last = time.monotonic()
-                    print(f"  still running after {last - start:.0f} s: {', '.join(running)}")
+                    now = ", ".join(s.target for s, _, _ in running.values())
+                    print(f"  still running after {last - begun:.0f} s: {now}", flush=True)
         except KeyboardInterrupt:
             for suite, proc, began in running.values():
                 proc.terminate()
@@ -140,10 +160,11 @@ def run_group(make: str, group: list[Suite], env: dict[str, str]) -> None:
                 suite.rc, suite.seconds = 130, time.monotonic() - began
             raise
         finally:
-            for suite in group:
+            for suite in suites:
                 report = reports[suite.target]
+                report.seek(0)
                 suite.sessions = [Session.parse(json.loads(x)) for x in report if x.strip()]
-    for suite in group:
+    for suite in suites:
         print(f"\n\033[1m=== suite {suite.target} ({make} {suite.target}): its log\033[0m")
         print((ARTIFACTS / f"{suite.target}.log").read_text(), end="", flush=True)
 
@@ -168,8 +189,8 @@ def run_suite(make: str, suite: Suite, env: dict[str, str]) -> None:
             suite.sessions = [Session.parse(json.loads(line)) for line in report if line.strip()]
 
 
-def table(groups: list[list[Suite]], run_id: str, wall: float) -> str:
-    suites = [s for g in groups for s in g]
+def table(groups: list[list[list[Suite]]], run_id: str, wall: float) -> str:
+    suites = [s for g in groups for lane in g for s in lane]
     head = f"{'suite':<24} {'seconds':>8}  {'result':<15} " + COUNTS
     lines = [f"suite times (PIMQ_RUN={run_id})", head, "-" * len(head)]
 
@@ -192,7 +213,8 @@ def table(groups: list[list[Suite]], run_id: str, wall: float) -> str:
     total = "FAILED" if failed else "ok"
     lines.append(f"{'total (wall clock)':<24} {wall:8.0f}  {total:<15} {counts(every)}")
     if any(len(g) > 1 for g in groups):
-        joined = "; ".join(" + ".join(s.target for s in g) for g in groups if len(g) > 1)
+        lanes = [" + ".join(", ".join(s.target for s in lane) for lane in g) for g in groups]
+        joined = "; ".join(text for g, text in zip(groups, lanes, strict=True) if len(g) > 1)
         lines.append(f"at the same time: {joined} (each row is its own wall time)")
     if failed:
         lines.append(f"failed: {', '.join(failed)}")
@@ -211,8 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     addopts = f"{os.environ.get('PYTEST_ADDOPTS', '')} --durations=25".strip()
     env = {**os.environ, "PIMQ_RUN": run_id, "PYTEST_ADDOPTS": addopts}
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    groups = [[Suite(t) for t in arg.split("+") if t] for arg in args.targets]
-    suites = [s for g in groups for s in g]
+    groups = [
+        [[Suite(t) for t in lane.split(",") if t] for lane in arg.split("+") if lane]
+        for arg in args.targets
+    ]
+    suites = [s for g in groups for lane in g for s in lane]
     status = 0
     start = time.monotonic()
     try:

@@ -1,5 +1,6 @@
-"""tests/harness/suites.py: suites joined by + run at the same time, each into its
-own log, and the table tells each one's time and the run's wall clock."""
+"""tests/harness/suites.py: lanes joined by + run at the same time, a lane's suites
+(joined by ,) one after the other, each into its own log, and the table tells each
+one's time and the run's wall clock."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def make(tmp_path: Path) -> Path:
 
 def test_a_group_runs_at_once_and_each_log_is_kept(suites, make: Path, tmp_path: Path, capsys):
     group = [suites.Suite("slow-5"), suites.Suite("slow-6"), suites.Suite("bad")]
-    suites.run_group(str(make), group, env={"PATH": "/usr/bin:/bin"})
+    suites.run_group(str(make), [[s] for s in group], env={"PATH": "/usr/bin:/bin"})
     marks = tmp_path / "marks"
     started = [float((marks / f"{t}.start").read_text()) for t in ("slow-5", "slow-6")]
     ended = [float((marks / f"{t}.end").read_text()) for t in ("slow-5", "slow-6")]
@@ -65,9 +66,36 @@ def test_the_table_shows_the_wall_clock_and_which_suites_ran_together(suites):
         suites.Suite("integration", 400.0, 0),
         suites.Suite("converge", 300.0, 1),
     )
-    text = suites.table([[a], [b, c]], "run-1", wall=431.0)
+    text = suites.table([[[a]], [[b], [c]]], "run-1", wall=431.0)
     total = next(line for line in text.splitlines() if line.startswith("total"))
     assert total.split()[:4] == ["total", "(wall", "clock)", "431"]
     assert "FAILED" in total
     assert "at the same time: integration + converge" in text
     assert "failed: converge" in text
+
+
+def test_a_lane_runs_its_suites_in_turn_beside_the_other_lanes(suites, make: Path, tmp_path: Path):
+    first, then, beside = suites.Suite("slow-3"), suites.Suite("bad"), suites.Suite("slow-9")
+    after = suites.Suite("slow-2")
+    suites.run_group(str(make), [[first, then, after], [beside]], env={"PATH": "/usr/bin:/bin"})
+    marks = tmp_path / "marks"
+
+    def at(target: str, mark: str) -> float:
+        return float((marks / f"{target}.{mark}").read_text())
+
+    # in turn: each starts once the one before it has ended, a failure included
+    assert at("slow-3", "end") <= at("bad", "start")
+    assert at("bad", "start") <= at("slow-2", "start")
+    # beside: the other lane's suite began with the first lane's first one
+    assert at("slow-9", "start") < at("slow-3", "end")
+    assert [s.result for s in (first, then, after, beside)] == ["ok", "FAILED (3)", "ok", "ok"]
+
+
+def test_the_targets_make_groups_of_lanes(suites, make: Path, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(suites, "run_group", lambda _make, group, _env: seen.append(
+        [[s.target for s in lane] for lane in group]
+    ))  # fmt: skip
+    suites.main(["--make", str(make), "a,b+c", "d"])
+    assert seen == [[["a", "b"], ["c"]], [["d"]]]
+    assert "at the same time: a, b + c" in capsys.readouterr().out
