@@ -29,11 +29,14 @@ export PIMQ_RUN
 # and the newest pika on bookworm's RabbitMQ 3.10, pika 1.3 on trixie's RabbitMQ
 # 4.0. The room is the mixed one (tests/harness/classroom.py: its last Pi runs trixie).
 TEST_SUITES := converge,test-harness,test-classroom,chaos-ci+lint,unit,integration-pika12,molecule+integration-rabbitmq4,integration-newest
-HEAVY_SUITES := chaos molecule-trixie
+# The heavy matrix, after make test's suites: the full chaos suite on make test's
+# room, Molecule's one-Pi room on trixie, then the classroom suite again on an
+# all-trixie room (which replaces the mixed one).
+HEAVY_SUITES := chaos+molecule-trixie test-trixie-room
 
 .PHONY: help setup lint unit integration integration-newest integration-pika12 integration-rabbitmq4 classroom provision converge demo known-hosts bootstrap deploy check status \
         stop-job purge-dead reset-password \
-        test test-all test-harness test-classroom molecule molecule-trixie chaos chaos-ci bench clean
+        test test-all test-harness test-classroom test-trixie-room molecule molecule-trixie chaos chaos-ci bench clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -117,6 +120,9 @@ test-harness: classroom ## the simulated classroom itself works
 
 test-classroom: classroom ## provisioning and end-to-end tests on the simulated classroom
 	$(PYTEST) tests/classroom
+
+test-trixie-room: setup ## the classroom suite on an all-trixie room: a trixie head and trixie Pis (RabbitMQ 4.0, pika 1.3); it replaces the room there was
+	@$(MAKE) --no-print-directory test-classroom RELEASES=$(shell printf 'trixie,%.0s' $$(seq 0 $(WORKERS)))
 
 molecule: setup ## converge site.yml on a fresh one-Pi room, idempotence, verify (Molecule) [RELEASE=trixie: the node's Debian, default bookworm]
 	@tests/harness/image.sh --release $(or $(RELEASE),bookworm) >/dev/null

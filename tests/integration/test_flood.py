@@ -68,9 +68,14 @@ def set_alarms_above_now(broker: Broker) -> dict[str, int]:
 
 
 def flood(broker: Broker, student) -> tuple[int, int]:
-    """Every queue ``student`` may declare, filled until refused: (queues, bytes taken)."""
+    """Every queue ``student`` may declare, filled until refused: (queues, bytes taken).
+    Half of them named as an upload's queues are (``pimq.data.<upload>.<pi>``): those
+    have the cap of any queue too."""
     conn, ch = confirmed_channel(broker, student)
-    names = [topology.TASKS, topology.DEAD] + [f"flood{i}" for i in range(MAX_QUEUES - 2)]
+    names = [topology.TASKS, topology.DEAD] + [
+        topology.data_queue(f"flood{i}", "pi1") if i % 2 else f"flood{i}"
+        for i in range(MAX_QUEUES - 2)
+    ]
     taken = 0
     try:
         for name in names:

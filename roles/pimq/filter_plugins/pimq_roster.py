@@ -287,9 +287,11 @@ def teacher_state(teacher: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: pimq's own data queues, which carry whole shards (and dead-lettered ones):
-#: pimq.tasks, pimq.dead, a routed job's pimq.job.<id> and an upload's
-#: pimq.data.<upload>.<pi> (1 MiB chunks, several ahead)
-DATA_QUEUES = r"^pimq\.(tasks|dead|job\..+|data\..+)$"
+#: pimq.tasks, pimq.dead and a routed job's pimq.job.<id>. An upload's
+#: pimq.data.<upload>.<pi> is not one: its chunks are kept under the cap every
+#: queue has (pimq.client.data.WINDOW), so a student's own queues of that name
+#: hold no more than any other.
+DATA_QUEUES = r"^pimq\.(tasks|dead|job\..+)$"
 
 
 def cap_policies(vhost: str, caps: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -7,12 +7,16 @@ port, no other account):
   and the datasets each holds. For the Pis lacking this one the uploader
   declares one queue each (``pimq.data.<upload>.<pi>``, bound to the
   ``pimq.data`` exchange under the upload's id), announces the upload, and
-  publishes the file once, in 1 MiB chunks with publisher confirms; the
+  publishes the file once, in 128 KiB chunks with publisher confirms; the
   broker copies each chunk to every Pi's queue. A chunk goes out only while
   it is at most :data:`WINDOW` chunks ahead of the slowest Pi's ``got``: flow
   control end to end, so a Pi on a slow link holds the upload back instead
-  of the broker's memory filling up. Each Pi checks the SHA-256 of what came
-  and keeps the file under it (:mod:`pimq.worker.datasets`).
+  of the broker's memory filling up, and a Pi's queue never holds more than
+  ``WINDOW`` chunks (768 KiB): under the 1 MiB cap every queue of a student
+  vhost has (roles/pimq_broker/README.md), so upload queues need no larger
+  cap, and a student who declares queues of that name gains nothing. Each Pi
+  checks the SHA-256 of what came and keeps the file under it
+  (:mod:`pimq.worker.datasets`).
 * **list.** A roll call: which Pis hold which of the student's datasets, with
   the names and sizes recorded here when they were put.
 * **rm.** ``data_rm`` on ``pimq.control``; every Pi that has it says so.
@@ -55,9 +59,11 @@ from pimq.protocol.wire import (
     encode_rollcall,
 )
 
-CHUNK = 1 << 20
-#: chunks in flight beyond the slowest Pi's last ``got``
-WINDOW = 8
+MIB = 1 << 20
+CHUNK = 128 << 10
+#: chunks in flight beyond the slowest Pi's last ``got``: WINDOW x CHUNK stays
+#: under the smallest per-queue byte cap the admin may set (pimq_preflight)
+WINDOW = 6
 ROLLCALL_WAIT = 2.0
 #: a Pi silent this long during an upload is given up (put again later)
 STALL = 60.0
@@ -255,7 +261,12 @@ def _upload(
     heard = {pi: time.monotonic() for pi in targets}
     accepted: set[str] = set()
     stored: list[str] = []
-    bar = Progress(chunks, unit="MiB") if progress else None
+    bar = Progress(-(-size // MIB), unit="MiB") if progress else None
+
+    def show(done: int) -> None:  # chunks the slowest Pi has, as MiB
+        if bar:
+            bar.update(-(-min(done * CHUNK, size) // MIB))
+
     seen = 0
 
     def take_events() -> None:
@@ -308,16 +319,14 @@ def _upload(
                     topology.DATA, upload, body, chunk_properties(upload, index, chunks)
                 )
                 index += 1
-                if bar:
-                    bar.update(min(min(got.values(), default=index) + 1, chunks) if got else index)
+                show(min(min(got.values(), default=index) + 1, chunks) if got else index)
                 replies.pump(0)
                 take_events()
         while any(p not in stored for p in got):
             replies.pump(0.05)
             take_events()
             drop_silent()
-            if bar:
-                bar.update(min(min(got.values(), default=chunks) + 1, chunks))
+            show(min(min(got.values(), default=chunks) + 1, chunks))
     finally:
         if bar:
             bar.clear()
