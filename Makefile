@@ -20,15 +20,16 @@ PIMQ_RUN := $(shell date +%Y%m%dT%H%M%S)-$(shell echo $$PPID)
 endif
 export PIMQ_RUN
 # What make test runs; make test-all adds the heavy matrix (tests/harness/suites.py).
-# Lanes joined by + run at the same time, a lane's suites (joined by ,) one after
-# the other. The two cores are the limit, so the lanes are laid out for them: the
-# room's converge, then the harness, classroom and chaos suites on that room, is
-# the longest lane; beside it lint, the unit tests, then the integration legs and
-# Molecule's own room, which keep the cores busy while the classroom suite waits
-# on its nodes. The integration suite's three legs: pika 1.2 (the bookworm Pis')
-# and the newest pika on bookworm's RabbitMQ 3.10, pika 1.3 on trixie's RabbitMQ
-# 4.0. The room is the mixed one (tests/harness/classroom.py: its last Pi runs trixie).
-TEST_SUITES := converge,test-harness,test-classroom,chaos-ci+lint,unit,integration-pika12,molecule+integration-rabbitmq4,integration-newest
+# Groups run one after the other; in a group, lanes joined by + run at the same
+# time, a lane's suites (joined by ,) one after the other. The two cores are the
+# limit, so the lanes are laid out for them: first the room's converge beside
+# lint, the unit tests and the integration suite's three legs (pika 1.2, the
+# bookworm Pis', and the newest pika on bookworm's RabbitMQ 3.10; pika 1.3 on
+# trixie's RabbitMQ 4.0); then the harness, classroom and chaos suites on that
+# room, one after the other, while Molecule converges its own one-Pi room beside
+# them (the classroom suite waits on its nodes much of the time). The room is the
+# mixed one (tests/harness/classroom.py: its last Pi runs trixie).
+TEST_SUITES := lint,unit+integration-newest+integration-pika12+integration-rabbitmq4+converge test-harness,test-classroom,chaos-ci+molecule
 # The heavy matrix, after make test's suites: the full chaos suite on make test's
 # room, Molecule's one-Pi room on trixie, then the classroom suite again on an
 # all-trixie room (which replaces the mixed one).

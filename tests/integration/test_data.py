@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pika
 import pytest
+import yaml
+from support.caps import converge
 from support.helpers import grep_count, run_json
+from support.plugins import REPO
 
 from pimq.protocol import topology
 from pimq.protocol.wire import H_DATA, data_header, decode_results, shard_properties
 
-COPIES = 5  # 5.5 MB: six chunks
+COPIES = 5  # 5.5 MB: 42 chunks
 
 
 @pytest.fixture
@@ -48,7 +51,24 @@ def held(worker, vhost: str, digest: str) -> Path:
     return worker.store / vhost / "data" / digest
 
 
-def test_put_list_run_rm(cli, student, pi, corpus):
+def room_caps() -> dict[str, int]:
+    """The per-queue caps a room's student vhost gets by default (pimq_students)."""
+    defaults = yaml.safe_load((REPO / "roles/pimq/defaults/main.yml").read_text())
+    return {
+        key: defaults[f"pimq_vhost_{name}"]
+        for key, name in (
+            ("queue_bytes", "queue_max_bytes"),
+            ("queue_length", "queue_max_length"),
+            ("data_bytes", "data_max_bytes"),
+            ("data_length", "data_max_length"),
+        )
+    }
+
+
+def test_put_list_run_rm(broker, cli, student, pi, corpus, tmp_path):
+    # the room's caps on the vhost: an upload's queues have the cap of any queue
+    assert room_caps()["queue_bytes"] < corpus.stat().st_size
+    converge(broker, tmp_path, student.vhost, room_caps())
     pis = {n: pi(n) for n in ("pi1", "pi2", "pi3")}
     digest = hashlib.sha256(corpus.read_bytes()).hexdigest()
     out = cli.run("data", "put", str(corpus))
