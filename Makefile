@@ -144,7 +144,7 @@ bench: setup ## every benchmark figure side by side (rebuilds the simulated clas
 test: setup ## everything CI checks, suite by suite, one simulated room; a table of times at the end
 	@$(PY) tests/harness/suites.py --make "$(MAKE)" $(TEST_SUITES)
 
-test-all: setup ## make test plus the heavy matrix (the full chaos suite), on the same room
+test-all: setup ## make test plus the heavy matrix: the full chaos suite and Molecule on trixie, then the classroom suite on an all-trixie room
 	@$(PY) tests/harness/suites.py --make "$(MAKE)" $(TEST_SUITES) $(HEAVY_SUITES)
 
 clean: ## remove the simulated classroom: containers, network, inventory, keys
