@@ -162,7 +162,6 @@ def run_group(make: str, group: list[list[Suite]], env: dict[str, str]) -> None:
         finally:
             for suite in suites:
                 report = reports[suite.target]
-                report.seek(0)
                 suite.sessions = [Session.parse(json.loads(x)) for x in report if x.strip()]
     for suite in suites:
         print(f"\n\033[1m=== suite {suite.target} ({make} {suite.target}): its log\033[0m")
